@@ -1,0 +1,81 @@
+"""The ``testbed`` command line.
+
+Each subcommand lives in the module that owns the feature and is registered here with
+``register(subparsers)``; that function adds its parser and sets ``func`` (``args -> int``).
+Modules import heavy dependencies (torch, GNU Radio) inside their handlers only, so
+``testbed --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from testbed.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, UserError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("testbed")
+
+# Modules that provide ``register(subparsers)``, in --help order.
+_COMMAND_MODULES = (
+    "testbed.commands.link",
+    "testbed.commands.channel",
+    "testbed.commands.transfer",
+    "testbed.fl.cli",
+    "testbed.commands.demo",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full parser with every available subcommand."""
+    parser = _Parser(
+        prog="testbed",
+        description="Hardware-in-the-loop testbed for federated fine-tuning over LEO "
+        "satellite links.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # feature not present in this build
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``testbed`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"testbed: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("testbed: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"testbed: error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

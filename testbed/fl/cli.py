@@ -1,0 +1,118 @@
+"""``testbed learn``: run an algorithm on the paper's timeline with an ideal link.
+
+Heavy imports (torch, transformers) happen inside :func:`run` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from testbed.errors import UserError
+from testbed.fl.config import ALGORITHMS, FLConfig
+
+__all__ = ["register", "run"]
+
+_D = FLConfig()
+
+
+def register(sub) -> None:
+    """Add the ``learn`` subcommand to the argparse subparsers ``sub``."""
+    p = sub.add_parser(
+        "learn",
+        help="run EMS-FL / enhanced EMS-FL / the synchronous baseline with an ideal link",
+        description="Run a federated fine-tuning algorithm on the paper's timeline (one cluster "
+        "connected per slot, consecutive orbital cycles) with an ideal link.",
+    )
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="emsfl-enhanced")
+    p.add_argument("--cycles", type=int, default=5, help="orbital cycles (default 5)")
+    p.add_argument(
+        "--clusters", type=int, default=_D.clusters, help=f"clusters K (default {_D.clusters})"
+    )
+    p.add_argument("--model", metavar="PATH", help="local MoE checkpoint (default: embedded model)")
+    p.add_argument("--seed", type=int, default=_D.seed)
+    p.add_argument(
+        "--target",
+        type=float,
+        default=_D.target_accuracy,
+        help=f"target global accuracy for cycles_to_target (default {_D.target_accuracy})",
+    )
+    p.add_argument("--json", action="store_true", help="write the result as JSON to stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="plot accuracy per cycle to FILE.png")
+    p.set_defaults(func=run)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.cycles < 1:
+        raise UserError("--cycles must be at least 1")
+    if args.clusters < 1:
+        raise UserError("--clusters must be at least 1")
+    if not 0.0 <= args.target <= 1.0:
+        raise UserError("--target must be in [0, 1]")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UserError("--plot needs a .png file name")
+
+
+def _plot(result, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [0] + [c.cycle for c in result.cycles]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(
+        xs,
+        [result.initial_accuracy] + [c.accuracy_global for c in result.cycles],
+        "o-",
+        label="global",
+    )
+    k = len(result.cycles[0].accuracy_local)
+    for j in range(k):
+        ax.plot(
+            xs[1:],
+            [c.accuracy_local[j] for c in result.cycles],
+            "--",
+            alpha=0.6,
+            label=f"cluster {j}",
+        )
+    ax.axhline(result.target_accuracy, color="grey", lw=0.8)
+    ax.set_xlabel("orbital cycle")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title(result.algorithm)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``testbed learn``; returns the exit status."""
+    _validate(args)
+    from transformers.utils import logging as hf_logging
+
+    from testbed.fl.timeline import run_learning, with_overrides
+
+    hf_logging.disable_progress_bar()
+    config = with_overrides(
+        FLConfig(), clusters=args.clusters, seed=args.seed, target_accuracy=args.target
+    )
+    result = run_learning(args.algorithm, args.cycles, config, model_path=args.model)
+    if args.plot:
+        _plot(result, args.plot)
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        lines = [f"{result.algorithm}: initial accuracy {result.initial_accuracy:.3f}"]
+        for c in result.cycles:
+            lines.append(
+                f"cycle {c.cycle}: global {c.accuracy_global:.3f}  local "
+                + " ".join(f"{a:.3f}" for a in c.accuracy_local)
+                + f"  uplink {c.uplink_bytes} B in {c.uploads} uploads"
+            )
+        lines.append(f"cycles to target {result.target_accuracy}: {result.cycles_to_target}")
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0

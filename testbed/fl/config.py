@@ -1,0 +1,55 @@
+"""Defaults of the federated runs, in one place (the CLI reads them from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ALGORITHMS", "FLConfig"]
+
+#: CLI names of the implemented algorithms.
+ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
+
+
+@dataclass(frozen=True)
+class FLConfig:
+    """Hyper-parameters of a federated run on the ideal-link timeline.
+
+    Attributes
+    ----------
+    clusters
+        Number of ground clusters :math:`K`; one is connected per slot, :math:`K` slots per
+        orbital cycle, so each cluster trains :math:`T = K` local rounds per cycle in EMS-FL.
+    devices_per_cluster
+        Devices aggregated by the satellite within a cluster (eq. 35/36/28).
+    examples_per_device, test_per_cluster
+        Shard sizes [questions].
+    local_steps, batch_size, lr
+        One local round = ``local_steps`` Adam steps of ``batch_size`` at learning rate ``lr``.
+    lora_rank, lora_alpha
+        LoRA rank :math:`r` and scaling numerator.
+    tau
+        Relevance truncation threshold :math:`\\tau` (eq. 32).
+    split_period
+        Algo 1 is re-run every ``split_period`` cycles.
+    masked_cycles
+        Enhanced EMS-FL: cycles of masked-gate expert training before gate tuning.
+    target_accuracy
+        Global held-out accuracy that defines ``cycles_to_target``.
+    seed
+        The one seed of data, model build, LoRA init and assignment.
+    """
+
+    clusters: int = 3
+    devices_per_cluster: int = 2
+    examples_per_device: int = 96
+    test_per_cluster: int = 64
+    local_steps: int = 4
+    batch_size: int = 16
+    lr: float = 5e-3
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    tau: float = 0.1
+    split_period: int = 2
+    masked_cycles: int = 2
+    target_accuracy: float = 0.8
+    seed: int = 0

@@ -1,0 +1,225 @@
+"""The paper's timeline on an ideal link, and the per-cycle metrics.
+
+One orbital cycle has :math:`K` slots; in slot :math:`s` cluster :math:`k = s` is connected and
+runs its connected phase while every other cluster runs its disconnected plan. Links are ideal
+(every payload arrives, no delay) unless a ``deliver`` function drops some.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from testbed.fl.config import FLConfig
+from testbed.fl.data import MCQExample, federated_split
+from testbed.fl.payload import Payload
+from testbed.fl.strategy import Strategy, peak_memory_bytes
+
+__all__ = ["CycleMetrics", "RunResult", "make_strategy", "run_learning", "run_timeline"]
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[list[Payload]], list[Payload]]
+
+
+@dataclass
+class CycleMetrics:
+    """Metrics after one orbital cycle.
+
+    Attributes
+    ----------
+    accuracy_global
+        Global model on the global held-out set (uniform over domains).
+    accuracy_local
+        Global model on each cluster's held-out set, one entry per cluster.
+    uplink_bytes
+        Bytes of every upload sent in the cycle [bytes] (safetensors size).
+    uploads
+        Number of uploads sent.
+    peak_memory_bytes
+        CUDA max allocated (GPU) or process peak RSS (CPU) so far [bytes].
+    device_model_bytes
+        Largest model a device trained in the cycle: held parameters plus gradient and two
+        Adam moments of the trainable ones [bytes].
+    wall_s
+        Wall time per phase [s]: ``connected``, ``disconnected``, ``eval``.
+    """
+
+    cycle: int
+    accuracy_global: float
+    accuracy_local: list[float]
+    uplink_bytes: int
+    uploads: int
+    peak_memory_bytes: int
+    device_model_bytes: int
+    wall_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """A whole run; :meth:`to_json` is the CLI's ``--json`` document."""
+
+    algorithm: str
+    target_accuracy: float
+    initial_accuracy: float
+    cycles: list[CycleMetrics]
+
+    @property
+    def cycles_to_target(self) -> int | None:
+        """First cycle whose global accuracy reaches the target, else ``None``."""
+        for c in self.cycles:
+            if c.accuracy_global >= self.target_accuracy:
+                return c.cycle
+        return None
+
+    def to_json(self) -> dict:
+        """JSON-serialisable dict (``algorithm``, ``cycles``, ``cycles_to_target``, ...)."""
+        return {
+            "algorithm": self.algorithm,
+            "target_accuracy": self.target_accuracy,
+            "initial_accuracy": self.initial_accuracy,
+            "cycles_to_target": self.cycles_to_target,
+            "cycles": [asdict(c) for c in self.cycles],
+        }
+
+
+def make_strategy(algorithm: str, model, tokenizer, clusters, config: FLConfig) -> Strategy:
+    """Strategy object for a CLI algorithm name (``emsfl``, ``emsfl-enhanced``, ``baseline``)."""
+    from testbed.fl.emsfl import EMSFL
+    from testbed.fl.emsfl_enhanced import EnhancedEMSFL
+    from testbed.fl.fedavg import SyncFedAvg
+
+    classes = {"emsfl": EMSFL, "emsfl-enhanced": EnhancedEMSFL, "baseline": SyncFedAvg}
+    if algorithm not in classes:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    return classes[algorithm](model, tokenizer, clusters, config)
+
+
+def _ideal(payloads: list[Payload]) -> list[Payload]:
+    return payloads
+
+
+def run_timeline(
+    strategy: Strategy,
+    cycles: int,
+    global_test: Sequence[MCQExample],
+    target_accuracy: float,
+    deliver: Deliver = _ideal,
+) -> RunResult:
+    """Run ``cycles`` orbital cycles of ``strategy`` on the ideal-link schedule.
+
+    Parameters
+    ----------
+    deliver
+        Link model applied to every batch of uploads (ideal: identity); the satellite
+        aggregates whatever it returns.
+    """
+    K = len(strategy.clusters)
+    dev = strategy.device
+    result = RunResult(strategy.name, target_accuracy, strategy.evaluate(global_test), [])
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    for cycle in range(1, cycles + 1):
+        wall = {"connected": 0.0, "disconnected": 0.0, "eval": 0.0}
+        up_bytes = 0
+        n_up = 0
+        strategy.device_model_bytes = 0
+        t0 = time.perf_counter()
+        strategy.configure_cycle(cycle)
+        wall["connected"] += time.perf_counter() - t0
+        for slot in range(K):
+            k = slot
+            t0 = time.perf_counter()
+            for step in strategy.connected_plan(k, cycle):
+                if step.kind == "download":
+                    strategy.receive(k, strategy.download(k, step.stage, cycle))
+                elif step.kind == "train":
+                    strategy.train(k, step.stage)
+                elif step.kind == "upload":
+                    sent = strategy.upload(k, step.stage, cycle)
+                    up_bytes += sum(p.nbytes for p in sent)
+                    n_up += len(sent)
+                    strategy.aggregate(k, step.stage, deliver(sent))
+                else:
+                    raise ValueError(f"unknown step {step!r}")
+            wall["connected"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for j in range(K):
+                if j != k:
+                    for step in strategy.disconnected_plan(j, cycle):
+                        strategy.train(j, step.stage)
+            wall["disconnected"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        acc_g = strategy.evaluate(global_test)
+        acc_l = [strategy.evaluate(c.test) for c in strategy.clusters]
+        wall["eval"] = time.perf_counter() - t0
+        m = CycleMetrics(
+            cycle,
+            acc_g,
+            acc_l,
+            up_bytes,
+            n_up,
+            peak_memory_bytes(dev),
+            strategy.device_model_bytes,
+            {k: round(v, 3) for k, v in wall.items()},
+        )
+        log.info(
+            "%s cycle %d: global %.3f local %s uplink %d B",
+            strategy.name,
+            cycle,
+            acc_g,
+            [round(a, 3) for a in acc_l],
+            up_bytes,
+        )
+        result.cycles.append(m)
+    return result
+
+
+def run_learning(
+    algorithm: str,
+    cycles: int,
+    config: FLConfig | None = None,
+    model_path: str | None = None,
+    cache: str | None = None,
+) -> RunResult:
+    """Build (or load) the model and the embedded non-IID data, then :func:`run_timeline`.
+
+    Parameters
+    ----------
+    algorithm
+        ``emsfl``, ``emsfl-enhanced`` or ``baseline``.
+    cycles
+        Orbital cycles to run.
+    config
+        Hyper-parameters (default :class:`~testbed.fl.config.FLConfig`).
+    model_path
+        Local MoE checkpoint; default: the embedded model for ``config.seed``.
+    cache
+        Cache root for the embedded model.
+    """
+    from testbed.fl.model import build_default_model, load_model
+
+    config = config or FLConfig()
+    torch.manual_seed(config.seed)
+    if model_path:
+        model, tok = load_model(model_path)
+    else:
+        model, tok = build_default_model(config.seed, cache)
+    clusters, global_test = federated_split(
+        config.clusters,
+        config.devices_per_cluster,
+        config.examples_per_device,
+        config.test_per_cluster,
+        config.seed,
+    )
+    strategy = make_strategy(algorithm, model, tok, clusters, config)
+    return run_timeline(strategy, cycles, global_test, config.target_accuracy)
+
+
+def with_overrides(config: FLConfig, **kw) -> FLConfig:
+    """``config`` with the non-``None`` keyword values replaced."""
+    return replace(config, **{k: v for k, v in kw.items() if v is not None})

@@ -1,0 +1,239 @@
+"""Receiver side of the payload transfer: a sans-IO protocol engine over a ReceiverStore.
+
+:meth:`ReceiverEngine.handle` takes one delivered message (bytes) and the emulated time it
+finished arriving, and returns the replies to send on the feedback (downlink) path. It
+never raises on bad input: malformed or unexpected messages are counted in
+:attr:`ReceiverEngine.counters` and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from nodes.store import PartialTransfer, ReceiverStore, Record
+from nodes.wire import (
+    Cancel,
+    Eof,
+    Finished,
+    FinishedStatus,
+    Fragment,
+    Message,
+    MetadataMsg,
+    Nak,
+    NakKind,
+    Prompt,
+    WireError,
+    decode,
+    max_nak_ranges,
+)
+
+__all__ = ["ReceiverConfig", "ReceiverEngine"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Receiver limits and policies.
+
+    max_payload_bytes : largest manifest size accepted [bytes]
+    frame_bytes : largest message the feedback link carries (bounds NAK size) [bytes]
+    flush_every : fragments between durability flushes (always flushed before a reply)
+    supersede : "cancel" — a newer round from the same sender and kind cancels older open
+        transfers and older rounds are refused; "keep" — every round completes
+    immediate_naks : send a NAK as soon as a gap is seen during the pass
+    """
+
+    max_payload_bytes: int = 64 * 1024 * 1024
+    frame_bytes: int = 1024
+    flush_every: int = 64
+    supersede: str = "cancel"
+    immediate_naks: bool = True
+
+    def __post_init__(self) -> None:
+        if self.supersede not in ("cancel", "keep"):
+            raise ValueError(f"supersede policy must be 'cancel' or 'keep', got {self.supersede!r}")
+
+
+class ReceiverEngine:
+    """Protocol logic of the receiver (CFDP class-2 style, NAK driven)."""
+
+    def __init__(self, store: ReceiverStore, config: ReceiverConfig | None = None) -> None:
+        self.store = store
+        self.cfg = config or ReceiverConfig()
+        self.counters: Counter[str] = Counter()
+        self._max_ranges = max_nak_ranges(self.cfg.frame_bytes)
+        self._need_meta_sent: dict[bytes, int] = {}
+        self._finished_replies: Counter[bytes] = Counter()
+        self.now_s = 0.0
+        for p in list(self.store.partials.values()):  # a crash may have left a full one
+            if p.complete:
+                self._complete(p, float("nan"))
+
+    # -- entry point ------------------------------------------------------------------
+    def handle(self, buf: bytes, rx_end_s: float) -> list[Message]:
+        """Process one delivered message; return the replies (emulated time ``rx_end_s``)."""
+        self.now_s = max(self.now_s, rx_end_s)
+        try:
+            msg = decode(buf)
+        except WireError as e:
+            self.counters["malformed"] += 1
+            log.debug("dropped malformed message: %s", e)
+            return []
+        self.counters[f"rx_{type(msg).__name__.lower()}"] += 1
+        if isinstance(msg, Fragment):
+            return self._fragment(msg)
+        if isinstance(msg, MetadataMsg):
+            return self._metadata(msg)
+        if isinstance(msg, Eof | Prompt):
+            return self._eof_or_prompt(msg)
+        if isinstance(msg, Cancel):
+            return self._cancel(msg)
+        self.counters["unexpected_type"] += 1
+        return []
+
+    # -- handlers ---------------------------------------------------------------------
+    def _from_record(self, rec: Record) -> list[Message]:
+        sha = bytes.fromhex(rec.sha256) if rec.sha256 else bytes(32)
+        return [Finished(rec.tid, FinishedStatus(rec.status), sha, rec.accepted_s)]
+
+    def _metadata(self, msg: MetadataMsg) -> list[Message]:
+        tid, m = msg.transfer_id, msg.manifest
+        rec = self.store.records.get(tid)
+        if rec is not None:
+            self.counters["duplicate_after_finish"] += 1
+            return self._from_record(rec)
+        p = self.store.partials.get(tid)
+        if p is not None:
+            if p.manifest != m:
+                self.counters["conflicting_metadata"] += 1
+                return []
+            self.counters["duplicate_metadata"] += 1
+            return []
+        same = self.store.by_content.get((m.sender, m.kind, m.round, m.sha256))
+        if same is not None:  # the same payload again under a new id: answer from the record
+            self.counters["duplicate_content"] += 1
+            rec = self.store.finish_without_file(tid, 0, m, same.accepted_s)
+            return [
+                Finished(tid, FinishedStatus.ACCEPTED, bytes.fromhex(m.sha256), same.accepted_s)
+            ]
+        if m.size > self.cfg.max_payload_bytes or m.fragment_size > self.cfg.frame_bytes:
+            self.counters["rejected_manifest"] += 1
+            rec = self.store.finish_without_file(tid, int(FinishedStatus.REJECTED), m, self.now_s)
+            return self._from_record(rec)
+        if self.cfg.supersede == "cancel":
+            newer = [
+                r
+                for r in self.store.records.values()
+                if r.sender == m.sender and r.kind == m.kind and r.round > m.round
+            ]
+            newer += [
+                q.manifest
+                for q in self.store.partials.values()
+                if q.manifest.sender == m.sender
+                and q.manifest.kind == m.kind
+                and q.manifest.round > m.round
+            ]  # type: ignore[misc]
+            if newer:
+                self.counters["stale_round"] += 1
+                rec = self.store.finish_without_file(
+                    tid, int(FinishedStatus.CANCELLED), m, self.now_s
+                )
+                return self._from_record(rec)
+            for q in list(self.store.partials.values()):
+                qm = q.manifest
+                if qm.sender == m.sender and qm.kind == m.kind and qm.round < m.round:
+                    self.counters["superseded"] += 1
+                    self.store.finish_without_file(
+                        q.tid, int(FinishedStatus.CANCELLED), qm, self.now_s
+                    )
+        self.store.open(tid, m)
+        self._need_meta_sent.pop(tid, None)
+        return []
+
+    def _fragment(self, f: Fragment) -> list[Message]:
+        tid = f.transfer_id
+        p = self.store.partials.get(tid)
+        if p is None:
+            rec = self.store.records.get(tid)
+            if rec is not None:
+                self.counters["duplicate_after_finish"] += 1
+                self._finished_replies[tid] += 1
+                # Answer now and then, not to every late fragment.
+                return self._from_record(rec) if self._finished_replies[tid] % 64 == 1 else []
+            self.counters["unknown_transfer"] += 1
+            n = self._need_meta_sent.get(tid, 0)
+            self._need_meta_sent[tid] = n + 1
+            if len(self._need_meta_sent) > 1024:
+                self._need_meta_sent.pop(next(iter(self._need_meta_sent)))
+            return [Nak(tid, NakKind.NEED_METADATA, ())] if n % 32 == 0 else []
+        m = p.manifest
+        last = p.n - 1
+        expect_len = m.size - last * m.fragment_size if f.index == last else m.fragment_size
+        if f.count != p.n or f.offset != f.index * m.fragment_size or len(f.data) != expect_len:
+            self.counters["bad_fragment"] += 1
+            return []
+        if p.has(f.index):
+            self.counters["duplicate_fragment"] += 1
+            return []
+        prev_highest = p.highest
+        p.write(f.index, f.data)
+        self.counters["fragments_stored"] += 1
+        if p.complete:
+            return self._complete(p, self.now_s)
+        replies: list[Message] = []
+        if self.cfg.immediate_naks and f.index > prev_highest + 1:
+            gap = [(a, b) for a, b in [(prev_highest + 1, f.index)] if b > a]
+            p.flush()
+            replies.append(Nak(tid, NakKind.IMMEDIATE, tuple(gap[: self._max_ranges])))
+            self.counters["tx_nak_immediate"] += 1
+        elif p.dirty >= self.cfg.flush_every:
+            p.flush()
+        return replies
+
+    def _complete(self, p: PartialTransfer, t_s: float) -> list[Message]:
+        digest = p.sha256()
+        if digest != p.manifest.sha256:
+            self.counters["hash_mismatch"] += 1
+            log.warning("transfer %s: SHA-256 mismatch; rejected", p.tid.hex())
+            rec = self.store.finish_without_file(
+                p.tid, int(FinishedStatus.HASH_MISMATCH), p.manifest, t_s
+            )
+            return self._from_record(rec)
+        rec = self.store.commit(p, t_s)
+        self.counters["accepted"] += 1
+        log.info("accepted %s (%d bytes) at t=%.3f s", rec.file, p.manifest.size, t_s)
+        return self._from_record(rec)
+
+    def _eof_or_prompt(self, msg: Eof | Prompt) -> list[Message]:
+        tid = msg.transfer_id
+        rec = self.store.records.get(tid)
+        if rec is not None:
+            return self._from_record(rec)
+        p = self.store.partials.get(tid)
+        if p is None:
+            self.counters["unknown_transfer"] += 1
+            return [Nak(tid, NakKind.NEED_METADATA, ())]
+        if isinstance(msg, Eof) and (
+            msg.count != p.n or msg.size != p.manifest.size or msg.sha256.hex() != p.manifest.sha256
+        ):
+            self.counters["eof_mismatch"] += 1
+            return []
+        p.flush()
+        ranges, more = p.gaps(self._max_ranges)
+        kind = NakKind.EOF_GAPS if isinstance(msg, Eof) else NakKind.PROMPT_GAPS
+        self.counters["tx_nak_full"] += 1
+        return [Nak(tid, kind, tuple(ranges), more)]
+
+    def _cancel(self, msg: Cancel) -> list[Message]:
+        tid = msg.transfer_id
+        rec = self.store.records.get(tid)
+        if rec is None:
+            p = self.store.partials.get(tid)
+            rec = self.store.finish_without_file(
+                tid, int(FinishedStatus.CANCELLED), p.manifest if p else None, self.now_s
+            )
+            self.counters["cancelled"] += 1
+        return self._from_record(rec)

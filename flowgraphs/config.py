@@ -1,0 +1,237 @@
+"""The emulator's configuration file (TOML), loaded into typed objects.
+
+::
+
+    [emulator]
+    stats_interval_s = 10.0        # periodic stats log line [s] (0 = off)
+    max_payload_bytes = 16384      # largest accepted PDU payload [bytes]
+
+    [[link]]
+    id = "c1"                      # link id: [A-Za-z0-9_-]+
+    in = "ipc:///tmp/satfl-c1-in"  # defaults: ipc:///tmp/satfl-<id>-{in,out,status}
+    out = "ipc:///tmp/satfl-c1-out"
+    status = "ipc:///tmp/satfl-c1-status"
+    modulation = "qpsk"            # bpsk | qpsk | 8psk | 16qam | adaptive
+    sample_rate_hz = 1.0e6
+    symbol_rate_hz = 250.0e3       # sample_rate_hz / symbol_rate_hz: integer >= 2
+    rolloff = 0.35
+    seed = 1                       # noise, padding, fading and shadowing of this link
+    fading_max_doppler_hz = 100.0  # f_D of the diffuse multipath (0 = no fading)
+    doppler_precomp = "none"       # none | full | residual
+    residual_hz = 0.0              # pre-compensation error (residual)
+    realtime = false               # pace bursts to the wall clock
+    guard_s = 0.0                  # gap after each burst [s]
+
+    [link.orbit]                   # circular orbit (channel.CircularOrbit)
+    altitude_m = 600e3
+    inclination_deg = 53.0
+    raan_deg = 0.0
+    phase_deg = 0.0
+
+    [link.site]                    # ground cluster (channel.GroundSite)
+    lat_deg = 48.1
+    lon_deg = 11.6
+    alt_m = 500.0
+
+    [link.params]                  # any channel.LinkParams field (rician_k_db, ...)
+    min_elevation_deg = 10.0
+
+Errors raise :class:`testbed.errors.ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from channel import CircularOrbit, GroundSite, LinkGeometry, LinkParams, RicianFading
+from testbed.errors import ConfigError
+
+__all__ = ["EmulatorConfig", "LinkConfig", "load_config", "parse_config"]
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MODS = ("bpsk", "qpsk", "8psk", "16qam", "adaptive")
+_PRECOMP = ("none", "full", "residual")
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """One link of the emulator (see the module docstring for the keys)."""
+
+    id: str
+    in_addr: str
+    out_addr: str
+    status_addr: str
+    modulation: str = "qpsk"
+    sample_rate_hz: float = 1.0e6
+    symbol_rate_hz: float = 250.0e3
+    rolloff: float = 0.35
+    seed: int = 0
+    fading_max_doppler_hz: float = 100.0
+    doppler_precomp: str = "none"
+    residual_hz: float = 0.0
+    realtime: bool = False
+    guard_s: float = 0.0
+    orbit: CircularOrbit = field(default_factory=CircularOrbit)
+    site: GroundSite = field(default_factory=lambda: GroundSite(48.1, 11.6, 500.0, "munich"))
+    params: LinkParams = field(default_factory=LinkParams)
+
+    def geometry(self) -> LinkGeometry:
+        """The link's :class:`channel.LinkGeometry` (shadowing/rain seeded by ``seed``)."""
+        return LinkGeometry(self.orbit, self.site, self.params, seed=self.seed)
+
+    def fading(self) -> RicianFading | None:
+        """The link's :class:`channel.RicianFading`, or None when f_D = 0."""
+        if self.fading_max_doppler_hz <= 0:
+            return None
+        return RicianFading(self.params.rician_k_db, self.fading_max_doppler_hz, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """The whole file: emulator options and its links."""
+
+    links: tuple[LinkConfig, ...]
+    stats_interval_s: float = 10.0
+    max_payload_bytes: int = 16384
+    source: str = "<config>"
+
+
+def default_endpoints(link_id: str) -> tuple[str, str, str]:
+    """``ipc:///tmp/satfl-<id>-in``, ``-out``, ``-status``."""
+    return tuple(f"ipc:///tmp/satfl-{link_id}-{p}" for p in ("in", "out", "status"))  # type: ignore[return-value]
+
+
+def _num(where: str, d: dict[str, Any], key: str, default: float, lo: float | None = None) -> float:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ConfigError(f"{where}.{key}: expected a finite number, got {v!r}")
+    if lo is not None and v < lo:
+        raise ConfigError(f"{where}.{key}: must be >= {lo:g}, got {v!r}")
+    return float(v)
+
+
+def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
+    where = f"{src}: link[{i}]"
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: must be a table")
+    known = {f for f in LinkConfig.__dataclass_fields__} | {"in", "out", "status"}
+    known -= {"in_addr", "out_addr", "status_addr"}
+    for k in d:
+        if k not in known:
+            raise ConfigError(f"{where}.{k}: unknown key")
+    lid = d.get("id")
+    if not isinstance(lid, str) or not _ID.match(lid):
+        raise ConfigError(f"{where}.id: expected a name of [A-Za-z0-9_-], got {lid!r}")
+    where = f"{src}: link {lid!r}"
+    ep = default_endpoints(lid)
+    addrs = []
+    for k, dflt in zip(("in", "out", "status"), ep, strict=True):
+        a = d.get(k, dflt)
+        if not isinstance(a, str) or not a.startswith(("ipc://", "tcp://", "inproc://")):
+            raise ConfigError(f"{where}.{k}: expected an ipc:// or tcp:// endpoint, got {a!r}")
+        addrs.append(a)
+    mod = d.get("modulation", "qpsk")
+    if mod not in _MODS:
+        raise ConfigError(f"{where}.modulation: expected one of {_MODS}, got {mod!r}")
+    pre = d.get("doppler_precomp", "none")
+    if pre not in _PRECOMP:
+        raise ConfigError(f"{where}.doppler_precomp: expected one of {_PRECOMP}, got {pre!r}")
+    fs = _num(where, d, "sample_rate_hz", 1.0e6, 1.0)
+    rs = _num(where, d, "symbol_rate_hz", 250.0e3, 1.0)
+    sps = fs / rs
+    if abs(sps - round(sps)) > 1e-9 or round(sps) < 2:
+        raise ConfigError(
+            f"{where}.symbol_rate_hz: sample_rate_hz/symbol_rate_hz = {sps:g}, "
+            "must be an integer >= 2"
+        )
+    seed = d.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}.seed: expected an integer >= 0, got {seed!r}")
+    rt = d.get("realtime", False)
+    if not isinstance(rt, bool):
+        raise ConfigError(f"{where}.realtime: expected true or false, got {rt!r}")
+    try:
+        orbit = CircularOrbit(**d.get("orbit", {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}.orbit: {e}") from e
+    try:
+        site = GroundSite(
+            **{"lat_deg": 48.1, "lon_deg": 11.6, "alt_m": 500.0, "name": lid, **d.get("site", {})}
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}.site: {e}") from e
+    try:
+        params = LinkParams().with_updates(**d.get("params", {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}.params: {e}") from e
+    rolloff = _num(where, d, "rolloff", 0.35, 0.05)
+    if rolloff > 1.0:
+        raise ConfigError(f"{where}.rolloff: must be <= 1, got {rolloff}")
+    return LinkConfig(
+        id=lid,
+        in_addr=addrs[0],
+        out_addr=addrs[1],
+        status_addr=addrs[2],
+        modulation=mod,
+        sample_rate_hz=fs,
+        symbol_rate_hz=rs,
+        rolloff=rolloff,
+        seed=seed,
+        fading_max_doppler_hz=_num(where, d, "fading_max_doppler_hz", 100.0, 0.0),
+        doppler_precomp=pre,
+        residual_hz=_num(where, d, "residual_hz", 0.0),
+        realtime=rt,
+        guard_s=_num(where, d, "guard_s", 0.0, 0.0),
+        orbit=orbit,
+        site=site,
+        params=params,
+    )
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> EmulatorConfig:
+    """Validate a parsed TOML document."""
+    for k in data:
+        if k not in ("emulator", "link"):
+            raise ConfigError(f"{source}: {k}: unknown section (expected [emulator], [[link]])")
+    emu = data.get("emulator", {})
+    if not isinstance(emu, dict):
+        raise ConfigError(f"{source}: emulator: must be a table")
+    for k in emu:
+        if k not in ("stats_interval_s", "max_payload_bytes"):
+            raise ConfigError(f"{source}: emulator.{k}: unknown key")
+    links_raw = data.get("link", [])
+    if not isinstance(links_raw, list) or not links_raw:
+        raise ConfigError(f"{source}: link: at least one [[link]] table is required")
+    links = tuple(_link(source, i, d) for i, d in enumerate(links_raw))
+    ids = [lk.id for lk in links]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: link.id: duplicate link ids {ids}")
+    addrs = [a for lk in links for a in (lk.in_addr, lk.out_addr, lk.status_addr)]
+    if len(set(addrs)) != len(addrs):
+        raise ConfigError(f"{source}: link: two endpoints share an address")
+    mp = emu.get("max_payload_bytes", 16384)
+    if isinstance(mp, bool) or not isinstance(mp, int) or not 1 <= mp <= 0xFFFF - 4:
+        raise ConfigError(f"{source}: emulator.max_payload_bytes: expected 1..65531, got {mp!r}")
+    return EmulatorConfig(
+        links=links,
+        stats_interval_s=_num(f"{source}: emulator", emu, "stats_interval_s", 10.0, 0.0),
+        max_payload_bytes=mp,
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> EmulatorConfig:
+    """Load and validate a TOML config file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+    return parse_config(data, str(p))

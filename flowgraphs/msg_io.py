@@ -1,0 +1,53 @@
+"""In-process message endpoints: inject PDUs into a flowgraph and collect what comes out.
+
+Used by ``testbed channel bench`` / ``per`` and by the tests; a deployment uses the ZeroMQ
+blocks of :mod:`flowgraphs.zmq_pdu` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pmt
+from gnuradio import gr
+
+from flowgraphs.pmt_numpy import pmt_to_c32, pmt_to_u8, u8_to_pmt
+
+__all__ = ["PduCollector", "PduInjector"]
+
+
+class PduInjector(gr.basic_block):
+    """Publishes PDUs given by :meth:`send` on message port ``out``."""
+
+    def __init__(self) -> None:
+        gr.basic_block.__init__(self, name="satfl_pdu_injector", in_sig=None, out_sig=None)
+        self.message_port_register_out(pmt.intern("out"))
+
+    def send(self, meta: dict[str, Any], payload: bytes) -> None:
+        """Publish ``(meta . u8vector(payload))``."""
+        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.to_pmt(meta), u8_to_pmt(payload)))
+
+
+class PduCollector(gr.basic_block):
+    """Stores every PDU arriving on ``in`` as ``(meta dict, bytes or complex64 array)``."""
+
+    def __init__(self) -> None:
+        gr.basic_block.__init__(self, name="satfl_pdu_collector", in_sig=None, out_sig=None)
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self._handle)
+        self.items: list[tuple[dict[str, Any], Any]] = []
+        self._cond = threading.Condition()
+
+    def _handle(self, msg: pmt.pmt_base) -> None:
+        meta = pmt.to_python(pmt.car(msg)) or {}
+        vec = pmt.cdr(msg)
+        data = pmt_to_c32(vec) if pmt.is_c32vector(vec) else pmt_to_u8(vec)
+        with self._cond:
+            self.items.append((meta, data))
+            self._cond.notify_all()
+
+    def wait_for(self, n: int, timeout_s: float) -> bool:
+        """Block until ``n`` items have arrived or ``timeout_s`` (wall) passed."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.items) >= n, timeout=timeout_s)

@@ -1,0 +1,159 @@
+"""The emulator process: one GNU Radio top block with every configured link.
+
+Per link::
+
+    ZmqPduSource(in) ──► LinkChannel ──out──► ZmqPduSink(out)
+          │ status (stats replies)   └─status─► ZmqPduSink(status)
+          └──────────────────────────────────►
+
+``run`` starts the flowgraph, logs a stats line every ``stats_interval_s`` and stops cleanly
+on SIGTERM/SIGINT (or when ``stop_event`` is set).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gnuradio import gr
+
+from flowgraphs.config import EmulatorConfig, LinkConfig
+from flowgraphs.link_channel import LinkChannel
+from flowgraphs.zmq_pdu import ZmqPduSink, ZmqPduSource
+
+__all__ = ["Emulator", "run"]
+
+log = logging.getLogger("flowgraphs")
+
+
+@dataclass
+class _LinkParts:
+    cfg: LinkConfig
+    source: ZmqPduSource
+    channel: LinkChannel
+    out: ZmqPduSink
+    status: ZmqPduSink
+
+
+class Emulator:
+    """Builds the top block for ``config`` (binds every endpoint; raises ValueError if one is
+    taken)."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.tb = gr.top_block("satfl_channel_emulator")
+        self.links: list[_LinkParts] = []
+        try:
+            for lc in config.links:
+                self.links.append(self._build(lc))
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, lc: LinkConfig) -> _LinkParts:
+        geometry = lc.geometry()
+        chan = LinkChannel(
+            lc.id,
+            geometry,
+            lc.fading(),
+            lc.sample_rate_hz,
+            lc.symbol_rate_hz,
+            lc.modulation,
+            seed=lc.seed,
+            doppler_precomp=lc.doppler_precomp,
+            residual_hz=lc.residual_hz,
+            realtime=lc.realtime,
+            guard_s=lc.guard_s,
+            rolloff=lc.rolloff,
+        )
+        parts: list[Any] = []
+        try:
+            out = ZmqPduSink(lc.out_addr)
+            parts.append(out)
+            status = ZmqPduSink(lc.status_addr)
+            parts.append(status)
+            src = ZmqPduSource(lc.in_addr, self.config.max_payload_bytes)
+        except ValueError:
+            for p in parts:
+                p.close()
+            raise
+        lp = _LinkParts(lc, src, chan, out, status)
+        src.stats_fn = lambda: self.link_stats(lp)
+        self.tb.msg_connect(src, "out", chan, "in")
+        self.tb.msg_connect(chan, "out", out, "in")
+        self.tb.msg_connect(chan, "status", status, "in")
+        self.tb.msg_connect(src, "status", status, "in")
+        return lp
+
+    @staticmethod
+    def link_stats(lp: _LinkParts) -> dict[str, Any]:
+        """Flat counters of one link (the reply to a ``stats`` request)."""
+        s: dict[str, Any] = {"link": lp.cfg.id}
+        s.update({f"in_{k}": v for k, v in lp.source.stats().items()})
+        s.update(lp.channel.summary())
+        free = lp.channel.scheduler.free_time_s
+        s["link_free_s"] = free if math.isfinite(free) else 0.0
+        s.update({f"out_{k}": v for k, v in lp.out.counters.items()})
+        return s
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Counters of every link."""
+        return {lp.cfg.id: self.link_stats(lp) for lp in self.links}
+
+    def start(self) -> None:
+        self.tb.start()
+        for lp in self.links:
+            log.info(
+                "link %s: in=%s out=%s status=%s (%s, %g Msps)",
+                lp.cfg.id,
+                lp.cfg.in_addr,
+                lp.cfg.out_addr,
+                lp.cfg.status_addr,
+                lp.cfg.modulation,
+                lp.cfg.sample_rate_hz / 1e6,
+            )
+
+    def stop(self) -> None:
+        self.tb.stop()
+        self.tb.wait()
+
+    def close(self) -> None:
+        for lp in self.links:
+            for b in (lp.source, lp.out, lp.status):
+                b.close()
+
+
+def run(
+    config: EmulatorConfig,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[Emulator], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Serve until SIGTERM/SIGINT or ``stop_event``; return the final stats."""
+    stop = stop_event or threading.Event()
+    emu = Emulator(config)
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        emu.start()
+        if on_ready is not None:
+            on_ready(emu)
+        interval = config.stats_interval_s
+        while not stop.wait(interval if interval > 0 else 1.0):
+            if interval > 0:
+                log.info("stats %s", json.dumps(emu.stats(), sort_keys=True))
+        emu.stop()
+        final = emu.stats()
+        log.info("final stats %s", json.dumps(final, sort_keys=True))
+        return final
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        emu.close()

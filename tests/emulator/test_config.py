@@ -1,0 +1,46 @@
+"""The emulator config file: defaults, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowgraphs.config import load_config, parse_config
+from testbed.errors import ConfigError
+
+
+def test_defaults():
+    cfg = parse_config({"link": [{"id": "c1"}]})
+    lk = cfg.links[0]
+    assert lk.in_addr == "ipc:///tmp/satfl-c1-in" and lk.out_addr.endswith("c1-out")
+    assert lk.sample_rate_hz == 1e6 and lk.modulation == "qpsk" and lk.doppler_precomp == "none"
+    assert lk.geometry().params.min_elevation_deg == 10.0
+
+
+@pytest.mark.parametrize(
+    ("link", "key"),
+    [
+        ({"id": "a b"}, "id"),
+        ({"id": "a", "modulation": "ofdm"}, "modulation"),
+        ({"id": "a", "symbol_rate_hz": 300e3}, "symbol_rate_hz"),
+        ({"id": "a", "doppler_precomp": "some"}, "doppler_precomp"),
+        ({"id": "a", "in": "http://x"}, "in"),
+        ({"id": "a", "params": {"bogus": 1}}, "params"),
+        ({"id": "a", "orbit": {"altitude_m": 5}}, "orbit"),
+        ({"id": "a", "seed": -1}, "seed"),
+        ({"id": "a", "colour": "red"}, "colour"),
+    ],
+)
+def test_errors_name_the_key(link, key):
+    with pytest.raises(ConfigError, match=key):
+        parse_config({"link": [link]}, "emu.toml")
+
+
+def test_duplicate_ids_and_missing_links(tmp_path):
+    with pytest.raises(ConfigError, match="duplicate"):
+        parse_config({"link": [{"id": "a"}, {"id": "a"}]})
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_config({})
+    p = tmp_path / "bad.toml"
+    p.write_text("[[link]\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
+        load_config(p)

@@ -1,0 +1,155 @@
+"""End to end: ``testbed channel serve`` as its own process, PDUs over real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import zmq
+
+import channel
+from testbed.pdu import decode_pdu, encode_pdu
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+REQUIRED = {
+    "seq",
+    "src",
+    "dst",
+    "tx_start",
+    "tx_end",
+    "rx_end",
+    "airtime_s",
+    "prop_delay_s",
+    "snr_db",
+    "elevation_deg",
+    "doppler_hz",
+    "doppler_rate_hz_per_s",
+    "modulation",
+    "crc_ok",
+    "link",
+    "wall_proc_s",
+}
+
+CONFIG = """
+[emulator]
+stats_interval_s = 0.5
+
+[[link]]
+id = "a"
+in = "ipc://{d}/a-in"
+out = "ipc://{d}/a-out"
+status = "ipc://{d}/a-status"
+seed = 1
+modulation = "qpsk"
+
+[[link]]
+id = "b"
+in = "ipc://{d}/b-in"
+out = "ipc://{d}/b-out"
+status = "ipc://{d}/b-status"
+seed = 2
+modulation = "bpsk"
+doppler_precomp = "residual"
+residual_hz = 500.0
+[link.site]
+lat_deg = 48.2
+lon_deg = 11.7
+"""
+
+
+@pytest.fixture
+def server(tmp_path):
+    cfg = tmp_path / "emu.toml"
+    cfg.write_text(CONFIG.format(d=tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "channel", "serve", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    ready = json.loads(line)
+    assert ready["event"] == "ready" and set(ready["links"]) == {"a", "b"}
+    yield proc, ready["links"]
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _sock(ctx, kind, addr):
+    s = ctx.socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 20_000)
+    s.connect(addr)
+    return s
+
+
+def test_pdus_cross_the_emulator_with_metadata_and_garbage_is_survived(server):
+    proc, links = server
+    geo = channel.default_link_geometry()
+    wins = channel.contact_windows(geo.orbit, geo.site, 0.0, 86400.0, 10.0)
+    t0 = max(wins, key=lambda w: w.max_elevation_deg).tca_s
+    ctx = zmq.Context()
+    try:
+        push = _sock(ctx, zmq.PUSH, links["a"]["in"])
+        out = _sock(ctx, zmq.PULL, links["a"]["out"])
+        status = _sock(ctx, zmq.PULL, links["a"]["status"])
+        push_b = _sock(ctx, zmq.PUSH, links["b"]["in"])
+        out_b = _sock(ctx, zmq.PULL, links["b"]["out"])
+        time.sleep(0.3)  # let the connections settle
+        # garbage first: not PMT, a PMT that is no PDU, no tx_time, tx_time of a wrong
+        # type, an oversized payload, multipart
+        push.send(b"\x00garbage\xff" * 10)
+        push.send(encode_pdu({"tx_time": t0}, b"")[:-3])
+        push.send(encode_pdu({"seq": 1}, b"abc"))
+        push.send(encode_pdu({"tx_time": "soon"}, b"abc"))
+        push.send(encode_pdu({"tx_time": t0}, bytes(20_000)))
+        push.send_multipart([b"a", b"b"])
+        # then real PDUs on both links
+        sent = {}
+        for i in range(4):
+            payload = bytes([i]) * (100 + i)
+            sent[i] = payload
+            push.send(
+                encode_pdu(
+                    {"tx_time": t0 + i, "seq": i, "src": "n1", "dst": "sat", "round": 7}, payload
+                )
+            )
+        push_b.send(encode_pdu({"tx_time": t0, "seq": 99, "src": "n2", "dst": "sat"}, b"hi b"))
+        got = [decode_pdu(out.recv()) for _ in range(4)]
+        meta_b, payload_b = decode_pdu(out_b.recv())
+        reports = [decode_pdu(status.recv())[0] for _ in range(4)]
+        push.send(encode_pdu({"cmd": "stats"}, b""))
+        stats = decode_pdu(status.recv())[0]
+    finally:
+        ctx.destroy(linger=0)
+    for meta, payload in got:
+        assert payload == sent[meta["seq"]]
+        assert REQUIRED <= set(meta)
+        assert meta["round"] == 7 and meta["crc_ok"] is True and meta["link"] == "a"
+        assert meta["tx_start"] == pytest.approx(t0 + meta["seq"])
+    assert payload_b == b"hi b" and meta_b["link"] == "b" and meta_b["modulation"] == "bpsk"
+    assert meta_b["freq_est_hz"] == pytest.approx(500.0, abs=50.0)
+    assert {r["seq"] for r in reports} == set(sent)
+    assert all({"tx_start", "tx_end"} <= set(r) for r in reports)
+    assert stats["cmd"] == "stats" and stats["link"] == "a"
+    assert stats["in_rejected"] == 6 and stats["delivered"] == 4
+    # still alive after the garbage; SIGTERM stops it cleanly
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    out_text, err_text = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err_text
+    final = json.loads(out_text.strip().splitlines()[-1])
+    assert final["event"] == "stopped" and final["stats"]["a"]["in_not_pdu"] >= 2
+    assert "stats" in err_text  # the periodic stats log line

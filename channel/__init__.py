@@ -3,6 +3,7 @@
 This package never imports GNU Radio or torch; ``flowgraphs/`` applies what it generates.
 """
 
+from channel import theory
 from channel.geometry import LinkGeometry, LinkState, default_link_geometry
 from channel.link_budget import (
     LinkBudgetError,
@@ -73,6 +74,7 @@ __all__ = [
     "rician_samples",
     "shannon_capacity_bps",
     "snr_db",
+    "theory",
     "wavelength_m",
     "window_capacity_bytes",
 ]

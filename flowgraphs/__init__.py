@@ -1,8 +1,8 @@
 """GNU Radio channel emulator: a burst modem through Rician fading, Doppler and
 elevation-gated outages on the emulated link clock (see docs/emulator.md).
 
-The NumPy-only modules (:mod:`flowgraphs.frame`, :mod:`flowgraphs.modem`,
-:mod:`flowgraphs.theory`) import without GNU Radio; the block classes below are imported
+The NumPy-only modules (:mod:`flowgraphs.frame`, :mod:`flowgraphs.modem`; the error-rate
+theory is :mod:`channel.theory`) import without GNU Radio; the block classes below are imported
 lazily on first use, so ``import flowgraphs`` never needs GNU Radio.
 """
 

@@ -16,8 +16,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from channel import RicianFading, contact_windows
-from flowgraphs import theory
+from channel import RicianFading, contact_windows, theory
 from flowgraphs.burst_stage import Dropped
 from flowgraphs.config import LinkConfig
 from flowgraphs.frame import append_crc32
@@ -207,7 +206,7 @@ def per_curve(
     symbol_rate_hz: float = 250.0e3,
     seed: int = 1,
 ) -> dict[str, Any]:
-    """FER vs Es/N0 through the emulator beside theory (:mod:`flowgraphs.theory`).
+    """FER vs Es/N0 through the emulator beside theory (:mod:`channel.theory`).
 
     The link is static (:class:`~flowgraphs.static_link.StaticLink`: SNR stated directly as
     Es/N0, a constant Doppler offset ``doppler_hz`` the receiver must remove); with

@@ -192,7 +192,7 @@ def _plot(res: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from flowgraphs import theory
+    from channel import theory
 
     x = [p["esn0_db"] for p in res["points"]]
     fer = [max(p["fer"], 0.5 / p["frames"]) for p in res["points"]]

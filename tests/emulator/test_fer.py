@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from flowgraphs import frame, modem, theory
+from channel import theory
+from flowgraphs import frame, modem
 from flowgraphs.burst_demodulator import BurstDemodulator
 from flowgraphs.crc_check import CrcCheck
 from flowgraphs.link_channel import LinkChannel

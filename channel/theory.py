@@ -29,7 +29,7 @@ import math
 import numpy as np
 from scipy import special
 
-from channel import rice_distribution
+from channel.rician import rice_distribution
 
 __all__ = ["ber_awgn", "fer_awgn", "fer_from_ber", "fer_rician"]
 

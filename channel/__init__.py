@@ -37,6 +37,7 @@ from channel.windows import (
     contact_windows,
     ergodic_capacity_bps,
     gaps,
+    time_to_deliver_s,
     window_capacity_bytes,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "shannon_capacity_bps",
     "snr_db",
     "theory",
+    "time_to_deliver_s",
     "wavelength_m",
     "window_capacity_bytes",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "contact_windows",
     "ergodic_capacity_bps",
     "gaps",
+    "time_to_deliver_s",
     "window_capacity_bytes",
 ]
 
@@ -173,3 +174,47 @@ def window_capacity_bytes(
     else:
         c = shannon_capacity_bps(p.bandwidth_hz, snr)
     return float(np.sum(0.5 * (c[1:] + c[:-1]) * np.diff(t)) / 8.0)
+
+
+def time_to_deliver_s(
+    link: LinkGeometry,
+    t_start_s: float,
+    nbytes: int,
+    horizon_s: float = 7 * 86400.0,
+    fading: bool = True,
+    step_s: float = 0.25,
+) -> float | None:
+    """Emulated time to carry ``nbytes`` at the link's capacity, starting at ``t_start_s``.
+
+    The smallest T with :math:`\\frac18\\int_{t_0}^{t_0+T} C(t)\\,\\mathbb 1[\\theta(t) \\ge
+    \\theta_{min}]\\,dt \\ge` ``nbytes``, C the ergodic Rician (``fading``) or AWGN Shannon
+    capacity of the large-scale SNR (with this link's shadowing realisation). Outages count
+    as elapsed time. None if the horizon is not enough. This is the "predicted upload time"
+    a paper would compute; the emulator measures the real one.
+    """
+    if nbytes <= 0:
+        return 0.0
+    ws = contact_windows(
+        link.orbit, link.site, t_start_s, t_start_s + horizon_s, link.params.min_elevation_deg
+    )
+    need = nbytes * 8.0
+    p = link.params
+    for w in ws:
+        a = max(w.aos_s, t_start_s)
+        if w.los_s <= a:
+            continue
+        n = max(2, int(np.ceil((w.los_s - a) / step_s)) + 1)
+        t = np.linspace(a, w.los_s, n)
+        snr = link.state(t).snr_db
+        c = (
+            ergodic_capacity_bps(p.bandwidth_hz, snr, p.rician_k_db)
+            if fading
+            else shannon_capacity_bps(p.bandwidth_hz, snr)
+        )
+        bits = np.concatenate([[0.0], np.cumsum(0.5 * (c[1:] + c[:-1]) * np.diff(t))])
+        if bits[-1] >= need:
+            k = int(np.searchsorted(bits, need))
+            frac = (need - bits[k - 1]) / max(bits[k] - bits[k - 1], 1e-12)
+            return float(t[k - 1] + frac * (t[k] - t[k - 1]) - t_start_s)
+        need -= bits[-1]
+    return None

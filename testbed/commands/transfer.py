@@ -97,8 +97,14 @@ def send_file(
     bitrate_bps: float,
     deadline_s: float | None,
     credit: int = 8,
+    geometry: Any = None,
 ) -> dict[str, Any]:
-    """Send one file through the emulator; returns the upload record as a dict."""
+    """Send one file through the emulator; returns the upload record as a dict.
+
+    With ``geometry`` (the uplink's :class:`channel.LinkGeometry`), the record also holds
+    ``predicted_shannon_s``: the pass-integrated Shannon time for the same bytes from the
+    same first transmission (:func:`channel.time_to_deliver_s`).
+    """
     from nodes.payload import manifest_for, new_transfer_id
     from nodes.sender import SenderConfig, SenderDriver, SenderEngine
     from nodes.zmq_link import EmulatorSenderLink
@@ -118,6 +124,10 @@ def send_file(
     finally:
         link_obj.close()
     rec["link"] = link
+    if geometry is not None:
+        from channel import time_to_deliver_s
+
+        rec["predicted_shannon_s"] = time_to_deliver_s(geometry, rec["first_tx_s"], len(data))
     return rec
 
 
@@ -164,10 +174,19 @@ def _send(args: argparse.Namespace) -> int:
         raise UserError(f"no such file: {path}")
     if not 64 <= args.fragment_size <= 8192:
         raise UserError(f"--fragment-size must be in 64..8192, got {args.fragment_size}")
-    geo = default_link_geometry()
-    geo_params = geo.params.with_updates(min_elevation_deg=args.min_elevation_deg)
+    from channel import LinkBudgetError, LinkGeometry
+
+    base = default_link_geometry()
+    try:
+        params = base.params.with_updates(
+            min_elevation_deg=args.min_elevation_deg, rician_k_db=args.rician_k_db
+        )
+    except LinkBudgetError as e:
+        raise UserError(str(e)) from e
+    # The geometry the self-started emulator builds for this uplink (same params and seed).
+    geo = LinkGeometry(base.orbit, base.site, params, seed=args.seed)
     ws = contact_windows(
-        geo.orbit, geo.site, 0.0, args.horizon_h * 3600.0, geo_params.min_elevation_deg
+        geo.orbit, geo.site, 0.0, args.horizon_h * 3600.0, params.min_elevation_deg
     )
     windows = [(w.aos_s, w.los_s) for w in ws]
     if not windows:
@@ -225,6 +244,7 @@ def _send(args: argparse.Namespace) -> int:
             down,
             bitrate,
             args.deadline_s,
+            geometry=geo,
         )
     finally:
         for p in reversed(procs):
@@ -245,9 +265,14 @@ def _send(args: argparse.Namespace) -> int:
             f"{rec['status']}: {rec['size_bytes']} B in "
             f"{'n/a' if up_t is None else f'{up_t:.3f} s'} emulated "
             f"({rec['wall_s']:.2f} s wall), {rec['passes_used']} pass(es), "
-            f"{rec['fragments_sent']} fragments sent ({rec['fragments_retransmitted']} resent)\n"
+            f"{rec['fragments_sent']} fragments sent ({rec['fragments_retransmitted']} resent); "
+            f"Shannon prediction {_fmt_s(rec.get('predicted_shannon_s'))}\n"
         )
     return 0 if rec["status"] == "accepted" else EXIT_RUNTIME
+
+
+def _fmt_s(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f} s"
 
 
 def _add_endpoint_args(p: argparse.ArgumentParser) -> None:

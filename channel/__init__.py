@@ -4,7 +4,12 @@ This package never imports GNU Radio or torch; ``flowgraphs/`` applies what it g
 """
 
 from channel import theory
-from channel.geometry import LinkGeometry, LinkState, default_link_geometry
+from channel.geometry import (
+    LinkGeometry,
+    LinkState,
+    ScheduledLinkGeometry,
+    default_link_geometry,
+)
 from channel.link_budget import (
     LinkBudgetError,
     LinkParams,
@@ -55,6 +60,7 @@ __all__ = [
     "OrbitError",
     "RainPhase",
     "RicianFading",
+    "ScheduledLinkGeometry",
     "ShadowingProcess",
     "TleOrbit",
     "WindowError",

@@ -6,11 +6,12 @@ the timeline ask "what is this link like at t?".
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from channel.constants import SPEED_OF_LIGHT_M_S
+from channel.constants import EARTH_RADIUS_M, SPEED_OF_LIGHT_M_S
 from channel.link_budget import (
     LinkParams,
     atmospheric_loss_db,
@@ -22,7 +23,7 @@ from channel.link_budget import (
 from channel.orbit import CircularOrbit, GroundSite, Orbit, look_angles
 from channel.shadowing import RainPhase, ShadowingProcess
 
-__all__ = ["LinkGeometry", "LinkState", "default_link_geometry"]
+__all__ = ["LinkGeometry", "LinkState", "ScheduledLinkGeometry", "default_link_geometry"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,15 @@ class LinkGeometry:
             out = LinkState(*(np.asarray(getattr(out, f)[0]) for f in out.__dataclass_fields__))
         return out
 
+    def windows(self, t_start_s: float, t_end_s: float) -> list[tuple[float, float]]:
+        """Contact windows (AOS, LOS) above the gate in [t_start, t_end] [emulated s]."""
+        from channel.windows import contact_windows
+
+        ws = contact_windows(
+            self.orbit, self.site, t_start_s, t_end_s, self.params.min_elevation_deg
+        )
+        return [(w.aos_s, w.los_s) for w in ws]
+
     def max_doppler_hz(self) -> float:
         """Upper bound of |f_d| for this orbit: v_orbit / λ [Hz] (for filter sizing)."""
         if isinstance(self.orbit, CircularOrbit):
@@ -152,3 +162,118 @@ def default_link_geometry(seed: int = 0) -> LinkGeometry:
     return LinkGeometry(
         CircularOrbit(), GroundSite(48.1, 11.6, 500.0, "munich"), LinkParams(), seed=seed
     )
+
+
+class ScheduledLinkGeometry:
+    """A link whose visibility follows a given schedule (the paper's idealised slots).
+
+    Inside a window the satellite is at a fixed elevation θ (default 45°) — constant slant range
+    :math:`d = \\sqrt{(R_E+h)^2 - R_E^2\\cos^2\\theta} - R_E\\sin\\theta`, no Doppler — and
+    outside it is below the horizon, so the elevation gate closes the link. The large-scale SNR
+    still carries this link's seeded shadowing. Same interface as :class:`LinkGeometry`.
+
+    Parameters
+    ----------
+    windows : sorted, disjoint (aos_s, los_s) slots [emulated s]
+    params : link budget parameters
+    elevation_deg : elevation during a slot [deg], above ``params.min_elevation_deg``
+    altitude_m : orbit altitude for the slant range [m]
+    seed : shadowing/rain realisation seed
+    """
+
+    def __init__(
+        self,
+        windows: list[tuple[float, float]],
+        params: LinkParams,
+        elevation_deg: float = 45.0,
+        altitude_m: float = 600e3,
+        seed: int = 0,
+    ) -> None:
+        ws = sorted((float(a), float(b)) for a, b in windows)
+        for (_, b0), (a1, _) in itertools.pairwise(ws):
+            if b0 > a1:
+                raise ValueError("schedule windows overlap")
+        if any(b <= a for a, b in ws):
+            raise ValueError("schedule windows must have los > aos")
+        if not params.min_elevation_deg <= elevation_deg <= 90.0:
+            raise ValueError("scheduled elevation must be between the gate and 90 deg")
+        self.schedule = ws
+        self.params = params
+        self.elevation_deg = float(elevation_deg)
+        self.altitude_m = float(altitude_m)
+        self.seed = int(seed)
+        self.orbit = None
+        self.site = None
+        self.shadowing = ShadowingProcess(
+            params.shadowing_sigma_db, params.shadowing_corr_s, seed=self.seed * 2 + 1
+        )
+        self.rain = RainPhase(params.rain_probability, seed=self.seed * 2 + 2)
+        self.noise_dbm = noise_power_dbm(
+            params.bandwidth_hz, params.noise_figure_db, params.noise_temp_k
+        )
+        r, th = EARTH_RADIUS_M, np.radians(self.elevation_deg)
+        self.slant_range_m = float(
+            np.sqrt((r + self.altitude_m) ** 2 - (r * np.cos(th)) ** 2) - r * np.sin(th)
+        )
+        self._starts = np.array([a for a, _ in ws])
+        self._ends = np.array([b for _, b in ws])
+
+    def inside(self, t_s: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t_s, dtype=float)
+        i = np.searchsorted(self._starts, t, side="right") - 1
+        ok = i >= 0
+        return ok & (t < np.where(ok, self._ends[np.clip(i, 0, None)], -np.inf))
+
+    def windows(self, t_start_s: float, t_end_s: float) -> list[tuple[float, float]]:
+        """Slots overlapping [t_start, t_end], clipped to it."""
+        return [
+            (max(a, t_start_s), min(b, t_end_s))
+            for a, b in self.schedule
+            if b > t_start_s and a < t_end_s
+        ]
+
+    def state(self, t_s: np.ndarray | float, shadowing: bool = True) -> LinkState:
+        """Link state at emulated times (see :meth:`LinkGeometry.state`)."""
+        scalar = np.ndim(t_s) == 0
+        t = np.atleast_1d(np.asarray(t_s, dtype=float))
+        p = self.params
+        vis = self.inside(t)
+        el = np.where(vis, self.elevation_deg, -10.0)
+        rng = np.full_like(t, self.slant_range_m)
+        zero = np.zeros_like(t)
+        raining = self.rain.raining(t)
+        loss = (
+            free_space_path_loss_db(rng, p.carrier_hz)
+            + atmospheric_loss_db(np.maximum(el, 5.0), p.atmospheric_zenith_db)
+            + np.where(raining, rain_loss_db(np.maximum(el, 5.0), p.rain_zenith_db), 0.0)
+        )
+        if shadowing:
+            loss = loss + self.shadowing.db(t)
+        snr = (
+            p.tx_power_dbm
+            + p.tx_antenna_gain_dbi
+            + p.rx_antenna_gain_dbi
+            - loss
+            - self.noise_dbm
+            - p.implementation_loss_db
+        )
+        out = LinkState(
+            t,
+            el,
+            zero,
+            rng,
+            zero,
+            zero,
+            zero.copy(),
+            loss,
+            snr,
+            vis,
+            rng / SPEED_OF_LIGHT_M_S,
+            raining,
+        )
+        if scalar:
+            out = LinkState(*(np.asarray(getattr(out, f)[0]) for f in out.__dataclass_fields__))
+        return out
+
+    def max_doppler_hz(self) -> float:
+        return 0.0

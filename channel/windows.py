@@ -194,18 +194,15 @@ def time_to_deliver_s(
     """
     if nbytes <= 0:
         return 0.0
-    ws = contact_windows(
-        link.orbit, link.site, t_start_s, t_start_s + horizon_s, link.params.min_elevation_deg
-    )
     need = nbytes * 8.0
     p = link.params
-    for w in ws:
-        a = max(w.aos_s, t_start_s)
-        if w.los_s <= a:
+    for aos, los in link.windows(t_start_s, t_start_s + horizon_s):
+        a = max(aos, t_start_s)
+        if los <= a:
             continue
-        n = max(2, int(np.ceil((w.los_s - a) / step_s)) + 1)
-        t = np.linspace(a, w.los_s, n)
-        snr = link.state(t).snr_db
+        n = max(2, int(np.ceil((los - a) / step_s)) + 1)
+        t = np.linspace(a, los, n)
+        snr = link.state(np.minimum(t, los - 1e-6)).snr_db  # [AOS, LOS): closed at LOS
         c = (
             ergodic_capacity_bps(p.bandwidth_hz, snr, p.rician_k_db)
             if fading

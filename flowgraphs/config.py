@@ -36,6 +36,10 @@
     [link.params]                  # any channel.LinkParams field (rician_k_db, ...)
     min_elevation_deg = 10.0
 
+    [link.schedule]                # optional: visibility from these windows instead of the
+    windows = [[0.0, 60.0]]        # orbit (the paper's idealised slots), at a fixed elevation
+    elevation_deg = 45.0
+
 Errors raise :class:`testbed.errors.ConfigError` naming the file and the key.
 """
 
@@ -48,7 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from channel import CircularOrbit, GroundSite, LinkGeometry, LinkParams, RicianFading
+from channel import (
+    CircularOrbit,
+    GroundSite,
+    LinkGeometry,
+    LinkParams,
+    RicianFading,
+    ScheduledLinkGeometry,
+)
 from testbed.errors import ConfigError
 
 __all__ = ["EmulatorConfig", "LinkConfig", "load_config", "parse_config"]
@@ -79,9 +90,24 @@ class LinkConfig:
     orbit: CircularOrbit = field(default_factory=CircularOrbit)
     site: GroundSite = field(default_factory=lambda: GroundSite(48.1, 11.6, 500.0, "munich"))
     params: LinkParams = field(default_factory=LinkParams)
+    schedule: tuple[tuple[float, float], ...] | None = None
+    schedule_elevation_deg: float = 45.0
 
-    def geometry(self) -> LinkGeometry:
-        """The link's :class:`channel.LinkGeometry` (shadowing/rain seeded by ``seed``)."""
+    def geometry(self) -> LinkGeometry | ScheduledLinkGeometry:
+        """The link's geometry (shadowing/rain seeded by ``seed``).
+
+        With a ``[link.schedule]`` the link is visible only inside the given windows, at a
+        fixed elevation (:class:`channel.ScheduledLinkGeometry`, the paper's idealised slots);
+        otherwise it follows the orbit over the site (:class:`channel.LinkGeometry`).
+        """
+        if self.schedule is not None:
+            return ScheduledLinkGeometry(
+                list(self.schedule),
+                self.params,
+                self.schedule_elevation_deg,
+                self.orbit.altitude_m,
+                seed=self.seed,
+            )
         return LinkGeometry(self.orbit, self.site, self.params, seed=self.seed)
 
     def fading(self) -> RicianFading | None:
@@ -169,6 +195,7 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         params = LinkParams().with_updates(**d.get("params", {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}.params: {e}") from e
+    schedule, sched_el = _schedule(where, d.get("schedule"), params)
     rolloff = _num(where, d, "rolloff", 0.35, 0.05)
     if rolloff > 1.0:
         raise ConfigError(f"{where}.rolloff: must be <= 1, got {rolloff}")
@@ -190,7 +217,47 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         orbit=orbit,
         site=site,
         params=params,
+        schedule=schedule,
+        schedule_elevation_deg=sched_el,
     )
+
+
+def _schedule(
+    where: str, d: Any, params: LinkParams
+) -> tuple[tuple[tuple[float, float], ...] | None, float]:
+    """``[link.schedule]``: ``windows = [[aos_s, los_s], ...]``, ``elevation_deg = 45``."""
+    if d is None:
+        return None, 45.0
+    w = f"{where}.schedule"
+    if not isinstance(d, dict):
+        raise ConfigError(f"{w}: must be a table")
+    for k in d:
+        if k not in ("windows", "elevation_deg"):
+            raise ConfigError(f"{w}.{k}: unknown key")
+    raw = d.get("windows")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{w}.windows: expected a non-empty list of [aos_s, los_s] pairs")
+    out = []
+    for i, pair in enumerate(raw):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or any(
+                isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x)
+                for x in pair
+            )
+            or not pair[1] > pair[0]
+        ):
+            raise ConfigError(f"{w}.windows[{i}]: expected [aos_s, los_s] with los > aos")
+        out.append((float(pair[0]), float(pair[1])))
+    out.sort()
+    for i in range(1, len(out)):
+        if out[i][0] < out[i - 1][1]:
+            raise ConfigError(f"{w}.windows: windows overlap")
+    el = _num(w, d, "elevation_deg", 45.0)
+    if not params.min_elevation_deg <= el <= 90.0:
+        raise ConfigError(f"{w}.elevation_deg: must be within [min_elevation_deg, 90], got {el}")
+    return tuple(out), el
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> EmulatorConfig:

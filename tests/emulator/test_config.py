@@ -44,3 +44,37 @@ def test_duplicate_ids_and_missing_links(tmp_path):
     p.write_text("[[link]\n")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_config(p)
+
+
+def test_schedule_table_builds_a_scheduled_geometry(tmp_path):
+    from channel import ScheduledLinkGeometry
+    from flowgraphs.config import load_config
+
+    f = tmp_path / "e.toml"
+    f.write_text(
+        '[[link]]\nid = "c1"\n[link.schedule]\nwindows = [[10.0, 20.0], [0.0, 5.0]]\n'
+        "elevation_deg = 60.0\n"
+    )
+    g = load_config(f).links[0].geometry()
+    assert isinstance(g, ScheduledLinkGeometry)
+    assert g.schedule == [(0.0, 5.0), (10.0, 20.0)] and g.elevation_deg == 60.0
+
+
+@pytest.mark.parametrize(
+    "body,key",
+    [
+        ("windows = [[5.0, 1.0]]", "schedule.windows[0]"),
+        ("windows = [[0.0, 10.0], [5.0, 20.0]]", "schedule.windows"),
+        ("windows = []", "schedule.windows"),
+        ("windows = [[0.0, 1.0]]\nelevation_deg = 3.0", "schedule.elevation_deg"),
+        ("windows = [[0.0, 1.0]]\nbogus = 1", "schedule.bogus"),
+    ],
+)
+def test_bad_schedule_names_the_key(tmp_path, body, key):
+    from flowgraphs.config import load_config
+    from testbed.errors import ConfigError
+
+    f = tmp_path / "e.toml"
+    f.write_text(f'[[link]]\nid = "c1"\n[link.schedule]\n{body}\n')
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_config(f)

@@ -104,6 +104,17 @@ class Harness:
                 out.append(decode(payload))
         return out
 
+    def step(self, tx: SenderEngine) -> object | None:
+        """One sender step: send its next message, feed back the replies, fire its timer."""
+        msg = tx.next_message(self.t)
+        if msg is not None:
+            self.send(encode(msg))
+        for reply in self.replies(0.0 if msg is not None and not isinstance(msg, Eof) else 1.5):
+            tx.on_reply(reply, self.t, rtt_s=0.0)
+        if msg is None and not tx.done and not tx.has_work():
+            tx.on_timeout()
+        return msg
+
     def durable_fragments(self, tid: bytes) -> set[int]:
         """Fragments recorded in the partial's bitmap file (what survived a kill)."""
         b = self.dir / "partial" / tid.hex() / "bitmap"
@@ -148,9 +159,7 @@ def test_kill9_mid_transfer_never_loses_or_leaves_partial(harness):
     for _step in range(3000):
         if tx.done:
             break
-        msg = tx.next_message(harness.t)
-        if msg is not None:
-            harness.send(encode(msg))
+        msg = harness.step(tx)
         # Kill -9 at arbitrary points, three times, then let it finish.
         if kills < 3 and isinstance(msg, Fragment) and tx.stats["fragments_sent"] == kill_at[kills]:
             harness.kill9()
@@ -168,11 +177,6 @@ def test_kill9_mid_transfer_never_loses_or_leaves_partial(harness):
             assert not (missing & durable)
             for r in naks:
                 tx.on_reply(r, harness.t, rtt_s=0.0)
-        wait = 0.0 if msg is not None and not isinstance(msg, Eof) else 1.5
-        for reply in harness.replies(wait):
-            tx.on_reply(reply, harness.t, rtt_s=0.0)
-        if msg is None and not tx.done and not tx.has_work():
-            tx.on_timeout()
     assert kills == 3
     assert tx.done and tx.result.status is FinishedStatus.ACCEPTED
     assert harness.accepted_ok(data) == 1
@@ -220,13 +224,7 @@ def test_fuzzed_port_input_is_counted_and_dropped(harness):
     for _ in range(200):
         if tx.done:
             break
-        msg = tx.next_message(harness.t)
-        if msg is not None:
-            harness.send(encode(msg))
-        for reply in harness.replies(0.0 if msg is not None else 1.5):
-            tx.on_reply(reply, harness.t, rtt_s=0.0)
-        if msg is None and not tx.done and not tx.has_work():
-            tx.on_timeout()
+        harness.step(tx)
     assert tx.done and tx.result.status is FinishedStatus.ACCEPTED
     stats = harness.stop()
     assert stats["bad_pdu"] >= len(garbage) + 3

@@ -43,7 +43,7 @@ from testbed.pdu import (
     finite_float,
 )
 
-__all__ = ["EmulatorSenderLink", "LinkEndpoints", "serve_receiver"]
+__all__ = ["EmulatorSenderLink", "LinkEndpoints", "LinkMux", "serve_receiver"]
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +239,62 @@ def serve_receiver(
         for s in socks:
             s.close(0)
     return counters
+
+
+class LinkMux:
+    """Several concurrent transfers over one :class:`EmulatorSenderLink`.
+
+    Each transfer gets a view (:meth:`view`) that behaves as a whole
+    :class:`nodes.sender.SenderLink`; status reports are routed by sequence number and feedback
+    by transfer id, so one transfer never consumes another's events.
+    """
+
+    def __init__(self, link: EmulatorSenderLink) -> None:
+        self.link = link
+        self._owner: dict[int, bytes] = {}
+        self._queues: dict[bytes, list[TxReport | Delivery]] = {}
+
+    def view(self, tid: bytes) -> _MuxView:
+        self._queues.setdefault(tid, [])
+        return _MuxView(self, tid)
+
+    def _pump(self, wall_timeout_s: float) -> None:
+        from nodes.wire import HEADER_SIZE
+
+        for ev in self.link.poll(wall_timeout_s):
+            if isinstance(ev, TxReport):
+                tid = self._owner.pop(ev.seq, None)
+            else:
+                tid = ev.data[4:HEADER_SIZE] if len(ev.data) >= HEADER_SIZE else None
+            if tid in self._queues:
+                self._queues[tid].append(ev)  # type: ignore[index]
+            else:
+                self.link.counters["unrouted_event"] += 1
+
+
+class _MuxView:
+    def __init__(self, mux: LinkMux, tid: bytes) -> None:
+        self.mux = mux
+        self.tid = tid
+
+    def send(self, data: bytes, tx_time_s: float) -> int:
+        seq = self.mux.link.send(data, tx_time_s)
+        self.mux._owner[seq] = self.tid
+        return seq
+
+    def poll(self, wall_timeout_s: float) -> list[TxReport | Delivery]:
+        q = self.mux._queues[self.tid]
+        end = time.monotonic() + wall_timeout_s
+        while not q:
+            left = end - time.monotonic()
+            self.mux._pump(max(0.0, left))
+            if left <= 0:
+                break
+        out, q[:] = list(q), []
+        return out
+
+    def airtime_s(self, nbytes: int) -> float:
+        return self.mux.link.airtime_s(nbytes)
+
+    def rtt_estimate_s(self) -> float:
+        return self.mux.link.rtt_estimate_s()

@@ -1,0 +1,995 @@
+"""Scenario files (TOML) loaded into typed, validated objects.
+
+A scenario says everything a testbed run needs: the orbit, the ground clusters, the link and
+modem, the schedule and time model, the algorithm and its hyper-parameters, the model, the seed
+and the ZeroMQ endpoints. The format, with every key and its default, is in
+``testbed/scenarios/README.md``; ``testbed/scenarios/default.toml`` and ``gpu.toml`` are shipped.
+
+Defaults live in one place: the dataclass defaults below, which take the link budget from
+:class:`channel.LinkParams`, the modem from :class:`flowgraphs.config.LinkConfig` and the
+hyper-parameters from :class:`testbed.fl.config.FLConfig`. A file only needs to set what
+differs.
+
+Every error is a :class:`testbed.errors.ConfigError` whose message starts with the file and
+names the dotted key, e.g. ``default.toml: link.rician_k_db: expected a number, got 'x'``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from channel import (
+    DEFAULT_EPOCH,
+    CircularOrbit,
+    GroundSite,
+    LinkGeometry,
+    LinkParams,
+    Orbit,
+    OrbitError,
+    TleOrbit,
+)
+from channel.link_budget import LinkBudgetError
+from flowgraphs.config import LinkConfig
+from testbed.errors import ConfigError
+from testbed.fl.config import ALGORITHMS, FLConfig
+
+__all__ = [
+    "AlgorithmSpec",
+    "ClusterSpec",
+    "EndpointSpec",
+    "LinkSpec",
+    "ModelSpec",
+    "OrbitSpec",
+    "Scenario",
+    "ScheduleSpec",
+    "TimeSpec",
+    "load_scenario",
+    "parse_scenario",
+    "shipped_scenarios",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+_CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_MODULATIONS = ("bpsk", "qpsk", "8psk", "16qam", "adaptive")
+_PRECOMP = ("none", "full", "residual")
+_LC = {f.name: f.default for f in fields(LinkConfig)}
+_FL = FLConfig()
+#: FLConfig fields that the scenario sets elsewhere (not in [algorithm]).
+_FL_SET_ELSEWHERE = {
+    "clusters": "the number of [[cluster]] tables",
+    "devices_per_cluster": "cluster.devices",
+    "seed": "scenario.seed",
+    "target_accuracy": "algorithm.target_accuracy",
+}
+#: Endpoint ports used per cluster with a tcp:// prefix (uplink in/out/status, downlink ...).
+_PORTS_PER_CLUSTER = 6
+
+
+# --------------------------------------------------------------------------------------------
+# Typed objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrbitSpec:
+    """``[orbit]``: a circular orbit, or a TLE file.
+
+    Attributes
+    ----------
+    altitude_km : circular orbit height above the equatorial radius [km]
+    inclination_deg : [deg, 0…180]
+    raan_deg : right ascension of the ascending node at the scenario epoch [deg]
+    phase_deg : argument of latitude at the scenario epoch [deg]
+    tle_file : absolute path of a TLE file (SGP4), or None for the circular orbit; in the file
+        it is relative to the scenario file
+    """
+
+    altitude_km: float = CircularOrbit.altitude_m / 1e3
+    inclination_deg: float = CircularOrbit.inclination_deg
+    raan_deg: float = CircularOrbit.raan_deg
+    phase_deg: float = CircularOrbit.phase_deg
+    tle_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """``[link]``: the link budget (any :class:`channel.LinkParams` field) and the modem.
+
+    Attributes
+    ----------
+    params : link budget (carrier, bandwidth, powers, gains, noise figure, K, θ_min, ...)
+    modulation : bpsk | qpsk | 8psk | 16qam | adaptive
+    sample_rate_hz : emulator sample rate f_s [Hz]
+    symbol_rate_hz : symbol rate R_s [Hz]; f_s / R_s is an integer ≥ 2
+    rolloff : RRC roll-off α (0.05…1)
+    fading_max_doppler_hz : maximum Doppler f_D of the diffuse multipath [Hz] (0 = no fading)
+    doppler_precomp : none | full | residual (ground pre-compensation of the carrier Doppler)
+    residual_hz : pre-compensation error with ``residual`` [Hz]
+    fragment_size : payload transfer fragment size [bytes] (64…8192)
+    """
+
+    params: LinkParams = field(default_factory=LinkParams)
+    modulation: str = _LC["modulation"]
+    sample_rate_hz: float = _LC["sample_rate_hz"]
+    symbol_rate_hz: float = _LC["symbol_rate_hz"]
+    rolloff: float = _LC["rolloff"]
+    fading_max_doppler_hz: float = _LC["fading_max_doppler_hz"]
+    doppler_precomp: str = _LC["doppler_precomp"]
+    residual_hz: float = _LC["residual_hz"]
+    fragment_size: int = 1024
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """``[schedule]``: when each cluster is connected.
+
+    Attributes
+    ----------
+    mode : ``ideal`` (the paper's schedule: one cluster per slot, consecutive) or ``orbit``
+        (each cluster's contact windows from the orbit model at its site)
+    slot_s : ideal: length of one connected slot [s]
+    idle_slots : ideal: idle slots per orbital cycle (Remark 4)
+    start_s : emulated start of the run [s since the epoch]
+    horizon_h : orbit: how far ahead contact windows are computed [h]
+    """
+
+    mode: str = "ideal"
+    slot_s: float = 120.0
+    idle_slots: int = 0
+    start_s: float = 0.0
+    horizon_h: float = 48.0
+
+
+@dataclass(frozen=True)
+class TimeSpec:
+    """``[time]``: how local training maps onto the emulated clock.
+
+    Attributes
+    ----------
+    compute : ``fixed`` (each local round takes ``round_s``) or ``measured`` (measured wall
+        compute time × ``device_speed_factor``)
+    round_s : fixed: emulated duration of one local training round [s]
+    device_speed_factor : measured: emulated s per measured wall s
+    late_policy : ``next`` (a late payload counts at the cluster's next aggregation) or ``drop``
+    """
+
+    compute: str = "fixed"
+    round_s: float = 20.0
+    device_speed_factor: float = 1.0
+    late_policy: str = "next"
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """``[algorithm]``: the algorithm and its hyper-parameters.
+
+    Attributes
+    ----------
+    name : emsfl | emsfl-enhanced | baseline
+    cycles : orbital cycles to run
+    target_accuracy : global accuracy that defines ``cycles_to_target`` (0…1]
+    fl : other :class:`testbed.fl.config.FLConfig` fields set by the file (validated)
+    """
+
+    name: str = "emsfl-enhanced"
+    cycles: int = 3
+    target_accuracy: float = _FL.target_accuracy
+    fl: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``[model]``.
+
+    Attributes
+    ----------
+    path : ``""`` for the embedded default model, else an absolute checkpoint directory (in the
+        file: relative to the scenario file)
+    device : auto | cpu | cuda
+    """
+
+    path: str = ""
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One ``[[cluster]]``: a ground device cluster.
+
+    Attributes
+    ----------
+    id : ``[A-Za-z0-9_-]{1,32}``, unique
+    lat_deg, lon_deg : WGS-84 latitude [deg, −90…90] and longitude [deg, −180…360]
+    alt_m : height above the ellipsoid [m]
+    devices : devices in the cluster (≥ 1)
+    """
+
+    id: str
+    lat_deg: float
+    lon_deg: float
+    alt_m: float = 0.0
+    devices: int = _FL.devices_per_cluster
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """``[endpoints]``: ZeroMQ endpoints; ``{run}`` is replaced by a per-run token.
+
+    Attributes
+    ----------
+    prefix : ``ipc://...``: emulator link ``L`` binds ``<prefix>-L-{in,out,status}``;
+        ``tcp://HOST:PORT``: cluster ``i`` (0-based) uses ports ``PORT + 6 i + 0..2`` (uplink
+        in, out, status) and ``PORT + 6 i + 3..5`` (downlink)
+    control : the satellite's ROUTER endpoint (``tcp://0.0.0.0:PORT`` for other hosts)
+    """
+
+    prefix: str = "ipc:///tmp/satfl-{run}"
+    control: str = "ipc:///tmp/satfl-{run}-control"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario file, validated (see the module docstring).
+
+    Attributes
+    ----------
+    name : ``[A-Za-z0-9_-]{1,48}``
+    clusters : the ground clusters, in file order (index = seed offset)
+    seed : the one seed; cluster ``i``'s link is seeded ``seed + i``
+    epoch : emulated t = 0 (UTC)
+    description : free text
+    source : the file it came from (error messages, relative paths); not compared
+    """
+
+    name: str
+    clusters: tuple[ClusterSpec, ...]
+    seed: int = 0
+    epoch: datetime = DEFAULT_EPOCH
+    description: str = ""
+    orbit: OrbitSpec = field(default_factory=OrbitSpec)
+    link: LinkSpec = field(default_factory=LinkSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    time: TimeSpec = field(default_factory=TimeSpec)
+    algorithm: AlgorithmSpec = field(default_factory=AlgorithmSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    endpoints: EndpointSpec = field(default_factory=EndpointSpec)
+    source: str = field(default="<scenario>", compare=False)
+
+    # ---- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved scenario as the TOML document's dict (every key explicit).
+
+        ``parse_scenario(s.to_dict(), s.source) == s``; paths are absolute.
+        """
+        head: dict[str, Any] = {
+            "name": self.name,
+            "seed": self.seed,
+            "epoch": _iso(self.epoch),
+        }
+        if self.description:
+            head["description"] = self.description
+        o = self.orbit
+        if o.tle_file is not None:
+            orbit: dict[str, Any] = {"tle_file": str(o.tle_file)}
+        else:
+            orbit = {
+                "altitude_km": o.altitude_km,
+                "inclination_deg": o.inclination_deg,
+                "raan_deg": o.raan_deg,
+                "phase_deg": o.phase_deg,
+            }
+        lk = self.link
+        link = {
+            **lk.params.to_dict(),
+            **{f.name: getattr(lk, f.name) for f in fields(LinkSpec) if f.name != "params"},
+        }
+        algo = {
+            "name": self.algorithm.name,
+            "cycles": self.algorithm.cycles,
+            "target_accuracy": self.algorithm.target_accuracy,
+            **self.algorithm.fl,
+        }
+        return {
+            "scenario": head,
+            "orbit": orbit,
+            "link": link,
+            "schedule": _fields_dict(self.schedule),
+            "time": _fields_dict(self.time),
+            "algorithm": algo,
+            "model": _fields_dict(self.model),
+            "endpoints": _fields_dict(self.endpoints),
+            "cluster": [_fields_dict(c) for c in self.clusters],
+        }
+
+    def to_toml(self) -> str:
+        """The resolved scenario as TOML text; ``load_scenario`` of it gives an equal object."""
+        d = self.to_dict()
+        out = [f"# scenario {self.name!r}, resolved (every key explicit)\n"]
+        for table in ("scenario", "orbit", "link", "schedule", "time", "algorithm", "model"):
+            out.append(_toml_table(table, d[table]))
+        out.append(_toml_table("endpoints", d["endpoints"]))
+        for c in d["cluster"]:
+            out.append(_toml_table("cluster", c, array=True))
+        return "\n".join(out)
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Scenario:
+        """A copy with ``KEY=VALUE`` overrides applied and validated.
+
+        Parameters
+        ----------
+        overrides : e.g. ``["link.rician_k_db=3", "schedule.slot_s=60",
+            'model.device="cpu"', "cluster.c1.devices=4"]``; values are TOML literals (a value
+            that is not valid TOML is taken as a string); clusters are addressed by id.
+
+        Raises
+        ------
+        ConfigError : a malformed override, an unknown key or an invalid value (names the key)
+        """
+        d = self.to_dict()
+        src = self.source
+        for item in overrides:
+            key, sep, text = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"{src}: {item!r}: expected KEY=VALUE (e.g. link.rician_k_db=3)")
+            value = _toml_value(text.strip())
+            parts = key.split(".")
+            if parts[0] == "cluster":
+                if len(parts) != 3:
+                    raise ConfigError(f"{src}: {key}: expected cluster.<id>.<key>")
+                match = [c for c in d["cluster"] if c.get("id") == parts[1]]
+                if not match:
+                    ids = [c["id"] for c in d["cluster"]]
+                    raise ConfigError(f"{src}: {key}: no cluster {parts[1]!r} (clusters: {ids})")
+                match[0][parts[2]] = value
+                continue
+            if len(parts) != 2 or not all(parts):
+                raise ConfigError(f"{src}: {key}: unknown key (expected <table>.<key>)")
+            if parts[0] not in d:
+                raise ConfigError(f"{src}: {key}: unknown key ({parts[0]!r} is not a table)")
+            table = d[parts[0]]
+            if parts[0] == "orbit" and parts[1] != "tle_file" and "tle_file" in table:
+                # Switching from a TLE to circular elements: drop the TLE.
+                table.pop("tle_file")
+            if parts[0] == "orbit" and parts[1] == "tle_file":
+                for k in ("altitude_km", "inclination_deg", "raan_deg", "phase_deg"):
+                    table.pop(k, None)
+            table[parts[1]] = value
+        return parse_scenario(d, src)
+
+    # ---- models ---------------------------------------------------------------------------
+
+    def orbit_model(self) -> Orbit:
+        """The satellite propagator, emulated t = 0 at :attr:`epoch`.
+
+        Returns
+        -------
+        :class:`channel.CircularOrbit` (J2 secular drift) or :class:`channel.TleOrbit` (SGP4).
+        """
+        o = self.orbit
+        if o.tle_file is not None:
+            try:
+                return TleOrbit.from_file(o.tle_file, epoch=self.epoch)
+            except OrbitError as e:
+                raise ConfigError(f"{self.source}: orbit.tle_file: {e}") from e
+        return CircularOrbit(
+            altitude_m=o.altitude_km * 1e3,
+            inclination_deg=o.inclination_deg,
+            raan_deg=o.raan_deg,
+            phase_deg=o.phase_deg,
+            epoch=self.epoch,
+        )
+
+    def cluster(self, cluster_id: str) -> ClusterSpec:
+        """The cluster with this id (ConfigError naming ``cluster.id`` if there is none)."""
+        for c in self.clusters:
+            if c.id == cluster_id:
+                return c
+        ids = [c.id for c in self.clusters]
+        raise ConfigError(f"{self.source}: cluster.id: no cluster {cluster_id!r} (have {ids})")
+
+    def cluster_index(self, cluster_id: str) -> int:
+        """0-based position of the cluster in the file (its link seed offset)."""
+        return self.clusters.index(self.cluster(cluster_id))
+
+    def site(self, cluster_id: str) -> GroundSite:
+        """The cluster's :class:`channel.GroundSite` (named after the cluster id)."""
+        c = self.cluster(cluster_id)
+        return GroundSite(c.lat_deg, c.lon_deg, c.alt_m, c.id)
+
+    def link_geometry(self, cluster_id: str) -> LinkGeometry:
+        """The cluster's uplink geometry; seeded ``seed + cluster index``."""
+        return LinkGeometry(
+            self.orbit_model(),
+            self.site(cluster_id),
+            self.link.params,
+            seed=self.seed + self.cluster_index(cluster_id),
+        )
+
+    def fl_config(self) -> FLConfig:
+        """The :class:`FLConfig` of this scenario.
+
+        ``clusters`` is the number of clusters, ``devices_per_cluster`` the largest
+        ``cluster.devices``, ``seed`` and ``target_accuracy`` from the scenario, the rest from
+        ``[algorithm]`` (else FLConfig's defaults).
+        """
+        return FLConfig(
+            clusters=len(self.clusters),
+            devices_per_cluster=max(c.devices for c in self.clusters),
+            seed=self.seed,
+            target_accuracy=self.algorithm.target_accuracy,
+            **self.algorithm.fl,
+        )
+
+    # ---- endpoints ------------------------------------------------------------------------
+
+    def control_endpoint(self, run_token: str) -> str:
+        """The satellite's ROUTER endpoint for this run."""
+        return self.endpoints.control.replace("{run}", run_token)
+
+    def link_endpoints(self, link_id: str, run_token: str) -> tuple[str, str, str]:
+        """``(in, out, status)`` of emulator link ``<cid>`` (uplink) or ``<cid>-down``.
+
+        See :class:`EndpointSpec` for the ipc:// and tcp:// layouts.
+        """
+        down = link_id.endswith("-down")
+        cid = link_id[: -len("-down")] if down else link_id
+        i = self.cluster_index(cid)
+        prefix = self.endpoints.prefix.replace("{run}", run_token)
+        if prefix.startswith("tcp://"):
+            host, port = _tcp_host_port(prefix)
+            base = port + _PORTS_PER_CLUSTER * i + (3 if down else 0)
+            return tuple(f"tcp://{host}:{base + k}" for k in range(3))  # type: ignore[return-value]
+        return tuple(f"{prefix}-{link_id}-{p}" for p in ("in", "out", "status"))  # type: ignore[return-value]
+
+    def emulator_config_toml(
+        self, run_token: str, schedule: dict[str, list[tuple[float, float]]] | None = None
+    ) -> str:
+        """The ``testbed channel serve`` config (see :mod:`flowgraphs.config`) for this run.
+
+        Links ``<cid>`` (uplink) and ``<cid>-down`` per cluster, each with the orbit, site,
+        link parameters and seed of :meth:`link_geometry`. With ``schedule`` (cluster id →
+        windows; the ideal schedule, :func:`testbed.schedule.cluster_windows`) each link is
+        visible only in its cluster's slots (``[link.schedule]``).
+
+        Raises
+        ------
+        ConfigError : the orbit is a TLE (the emulator config takes circular orbits only)
+        """
+        if self.orbit.tle_file is not None:
+            raise ConfigError(
+                f"{self.source}: orbit.tle_file: the channel emulator config supports circular "
+                "orbits only; give altitude_km/inclination_deg/raan_deg/phase_deg"
+            )
+        lk = self.link
+        orbit = self.orbit
+        out = [
+            f"# channel emulator config of scenario {self.name!r}, run {run_token!r}\n",
+            _toml_table("emulator", {"max_payload_bytes": 16384}),
+        ]
+        for c in self.clusters:
+            for link_id in (c.id, f"{c.id}-down"):
+                ep = self.link_endpoints(link_id, run_token)
+                top = {
+                    "id": link_id,
+                    "in": ep[0],
+                    "out": ep[1],
+                    "status": ep[2],
+                    "modulation": lk.modulation,
+                    "sample_rate_hz": lk.sample_rate_hz,
+                    "symbol_rate_hz": lk.symbol_rate_hz,
+                    "rolloff": lk.rolloff,
+                    "seed": self.seed + self.cluster_index(c.id),
+                    "fading_max_doppler_hz": lk.fading_max_doppler_hz,
+                    "doppler_precomp": lk.doppler_precomp,
+                    "residual_hz": lk.residual_hz,
+                    "realtime": False,
+                }
+                out.append(_toml_table("link", top, array=True))
+                orbit_d = {
+                    "altitude_m": orbit.altitude_km * 1e3,
+                    "inclination_deg": orbit.inclination_deg,
+                    "raan_deg": orbit.raan_deg,
+                    "phase_deg": orbit.phase_deg,
+                    "epoch": self.epoch,
+                }
+                out.append(_toml_table("link.orbit", orbit_d))
+                site_d = {
+                    "lat_deg": c.lat_deg,
+                    "lon_deg": c.lon_deg,
+                    "alt_m": c.alt_m,
+                    "name": c.id,
+                }
+                out.append(_toml_table("link.site", site_d))
+                out.append(_toml_table("link.params", lk.params.to_dict()))
+                if schedule is not None:
+                    from testbed.schedule import SLOT_ELEVATION_DEG
+
+                    wins = ", ".join(f"[{a!r}, {b!r}]" for a, b in schedule[c.id])
+                    out.append(
+                        f"[link.schedule]\nwindows = [{wins}]\n"
+                        f"elevation_deg = {SLOT_ELEVATION_DEG!r}\n"
+                    )
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios shipped in ``testbed/scenarios/``."""
+    root = resources.files("testbed") / "scenarios"
+    return sorted(p.name[: -len(".toml")] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_scenario(path_or_name: str | Path) -> Scenario:
+    """Load and validate a scenario file.
+
+    Parameters
+    ----------
+    path_or_name : a path, or the name of a shipped scenario (no ``/`` and no ``.toml``:
+        ``"default"``, ``"gpu"``)
+
+    Raises
+    ------
+    ConfigError : unreadable file, invalid TOML or an invalid value; the message names the file
+        and the dotted key
+    """
+    text_name = str(path_or_name)
+    if not isinstance(path_or_name, Path) and "/" not in text_name and ".toml" not in text_name:
+        shipped = shipped_scenarios()
+        if text_name not in shipped:
+            raise ConfigError(
+                f"{text_name}: no such shipped scenario (shipped: {', '.join(shipped)}; "
+                "give a path to load a file)"
+            )
+        path = Path(str(resources.files("testbed") / "scenarios" / f"{text_name}.toml"))
+    else:
+        path = Path(path_or_name)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return parse_scenario(data, str(path))
+
+
+def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Validate a parsed TOML document (``source`` names it in errors, anchors relative paths).
+
+    Raises
+    ------
+    ConfigError : ``"{source}: {dotted.key}: what is wrong"``
+    """
+    v = _V(source)
+    tables = ("scenario", "orbit", "link", "schedule", "time", "algorithm", "model", "endpoints")
+    for k in data:
+        if k not in (*tables, "cluster"):
+            raise v.err(k, f"unknown table (expected {', '.join(tables)}, cluster)")
+    if "scenario" not in data:
+        raise v.err("scenario", "missing required table [scenario] (with at least name)")
+    if "cluster" not in data:
+        raise v.err("cluster", "missing required [[cluster]] tables (at least one)")
+    t = {k: v.table(k, data.get(k, {})) for k in tables}
+
+    s = t["scenario"]
+    v.only("scenario", s, ("name", "seed", "epoch", "description"))
+    if "name" not in s:
+        raise v.err("scenario.name", "missing (a name of [A-Za-z0-9_-], 1..48 characters)")
+    name = v.pattern("scenario.name", s["name"], _NAME, "a name of [A-Za-z0-9_-], 1..48 characters")
+    seed = v.int("scenario.seed", s.get("seed", 0), lo=0)
+    epoch = v.epoch("scenario.epoch", s.get("epoch", DEFAULT_EPOCH))
+    description = v.str("scenario.description", s.get("description", ""))
+
+    orbit = _orbit(v, t["orbit"], epoch)
+    link = _link(v, t["link"])
+    schedule = _schedule(v, t["schedule"])
+    time_spec = _time(v, t["time"])
+    algorithm = _algorithm(v, t["algorithm"])
+    model = _model(v, t["model"])
+    endpoints = _endpoints(v, t["endpoints"])
+    clusters = _clusters(v, data["cluster"])
+    if endpoints.prefix.startswith("tcp://"):
+        _, port = _tcp_host_port(endpoints.prefix.replace("{run}", "x"))
+        if port + _PORTS_PER_CLUSTER * len(clusters) - 1 > 65535:
+            raise v.err("endpoints.prefix", f"port {port} + 6 per cluster exceeds 65535")
+    return Scenario(
+        name=name,
+        clusters=clusters,
+        seed=seed,
+        epoch=epoch,
+        description=description,
+        orbit=orbit,
+        link=link,
+        schedule=schedule,
+        time=time_spec,
+        algorithm=algorithm,
+        model=model,
+        endpoints=endpoints,
+        source=source,
+    )
+
+
+class _V:
+    """Typed value checks whose errors name the file and the dotted key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        p = Path(source)
+        self.base = p.parent if p.suffix == ".toml" else Path.cwd()
+
+    def err(self, key: str, what: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {what}")
+
+    def table(self, key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.err(key, f"expected a table [{key}], got {_show(value)}")
+        return value
+
+    def only(self, key: str, d: dict[str, Any], allowed: tuple[str, ...] | set[str]) -> None:
+        for k in d:
+            if k not in allowed:
+                raise self.err(f"{key}.{k}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def num(
+        self,
+        key: str,
+        value: Any,
+        lo: float | None = None,
+        hi: float | None = None,
+        lo_open: bool = False,
+    ) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.err(key, f"expected a number, got {_show(value)}")
+        x = float(value)
+        if not math.isfinite(x):
+            raise self.err(key, f"expected a finite number, got {value!r}")
+        if lo is not None and (x <= lo if lo_open else x < lo):
+            raise self.err(key, f"must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
+        if hi is not None and x > hi:
+            raise self.err(key, f"must be <= {hi:g}, got {value!r}")
+        return x
+
+    def int(self, key: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.err(key, f"expected an integer, got {_show(value)}")
+        if lo is not None and value < lo:
+            raise self.err(key, f"must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise self.err(key, f"must be <= {hi}, got {value}")
+        return value
+
+    def str(self, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.err(key, f"expected a string, got {_show(value)}")
+        return value
+
+    def choice(self, key: str, value: Any, choices: tuple[str, ...]) -> str:
+        s = self.str(key, value)
+        if s not in choices:
+            raise self.err(key, f"expected one of {', '.join(choices)}, got {s!r}")
+        return s
+
+    def pattern(self, key: str, value: Any, rx: re.Pattern[str], what: str) -> str:
+        s = self.str(key, value)
+        if not rx.match(s):
+            raise self.err(key, f"expected {what}, got {s!r}")
+        return s
+
+    def epoch(self, key: str, value: Any) -> datetime:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise self.err(
+                    key, f"expected an ISO-8601 UTC time like 2026-01-01T00:00:00Z, got {value!r}"
+                ) from None
+        if isinstance(value, date | time) and not isinstance(value, datetime):
+            raise self.err(key, f"expected a date and time with a UTC offset, got {value!r}")
+        if not isinstance(value, datetime):
+            raise self.err(key, f"expected an ISO-8601 UTC time string, got {_show(value)}")
+        if value.tzinfo is None:
+            raise self.err(key, f"needs a time zone (append Z for UTC), got {value.isoformat()!r}")
+        return value.astimezone(UTC)
+
+    def path(self, key: str, value: Any) -> Path:
+        s = self.str(key, value)
+        p = Path(s).expanduser()
+        return (p if p.is_absolute() else self.base / p).resolve()
+
+
+def _orbit(v: _V, d: dict[str, Any], epoch: datetime) -> OrbitSpec:
+    elements = ("altitude_km", "inclination_deg", "raan_deg", "phase_deg")
+    v.only("orbit", d, (*elements, "tle_file"))
+    tle = d.get("tle_file", "")
+    if tle != "":
+        given = [k for k in elements if k in d]
+        if given:
+            raise v.err(f"orbit.{given[0]}", "give either tle_file or circular elements, not both")
+        path = v.path("orbit.tle_file", tle)
+        if not path.is_file():
+            raise v.err("orbit.tle_file", f"no such file: {path}")
+        try:
+            TleOrbit.from_file(path, epoch=epoch)
+        except OrbitError as e:
+            raise v.err("orbit.tle_file", str(e)) from e
+        return OrbitSpec(tle_file=path)
+    dflt = OrbitSpec()
+    spec = OrbitSpec(
+        altitude_km=v.num("orbit.altitude_km", d.get("altitude_km", dflt.altitude_km), 100, 40000),
+        inclination_deg=v.num(
+            "orbit.inclination_deg", d.get("inclination_deg", dflt.inclination_deg), 0, 180
+        ),
+        raan_deg=v.num("orbit.raan_deg", d.get("raan_deg", dflt.raan_deg)),
+        phase_deg=v.num("orbit.phase_deg", d.get("phase_deg", dflt.phase_deg)),
+    )
+    return spec
+
+
+def _link(v: _V, d: dict[str, Any]) -> LinkSpec:
+    param_names = tuple(f.name for f in fields(LinkParams))
+    modem_names = tuple(f.name for f in fields(LinkSpec) if f.name != "params")
+    v.only("link", d, (*param_names, *modem_names))
+    params = LinkParams()
+    for k in param_names:
+        if k in d:
+            x = v.num(f"link.{k}", d[k])
+            try:
+                params = params.with_updates(**{k: x})
+            except LinkBudgetError as e:
+                raise v.err(f"link.{k}", str(e)) from e
+    dflt = LinkSpec()
+    fs = v.num("link.sample_rate_hz", d.get("sample_rate_hz", dflt.sample_rate_hz), 0, lo_open=True)
+    rs = v.num("link.symbol_rate_hz", d.get("symbol_rate_hz", dflt.symbol_rate_hz), 0, lo_open=True)
+    sps = fs / rs
+    if abs(sps - round(sps)) > 1e-9 or round(sps) < 2:
+        raise v.err(
+            "link.symbol_rate_hz",
+            f"sample_rate_hz/symbol_rate_hz = {sps:g}, must be an integer >= 2",
+        )
+    return LinkSpec(
+        params=params,
+        modulation=v.choice("link.modulation", d.get("modulation", dflt.modulation), _MODULATIONS),
+        sample_rate_hz=fs,
+        symbol_rate_hz=rs,
+        rolloff=v.num("link.rolloff", d.get("rolloff", dflt.rolloff), 0.05, 1.0),
+        fading_max_doppler_hz=v.num(
+            "link.fading_max_doppler_hz",
+            d.get("fading_max_doppler_hz", dflt.fading_max_doppler_hz),
+            0.0,
+            fs / 2,
+        ),
+        doppler_precomp=v.choice(
+            "link.doppler_precomp", d.get("doppler_precomp", dflt.doppler_precomp), _PRECOMP
+        ),
+        residual_hz=v.num("link.residual_hz", d.get("residual_hz", dflt.residual_hz)),
+        fragment_size=v.int(
+            "link.fragment_size", d.get("fragment_size", dflt.fragment_size), 64, 8192
+        ),
+    )
+
+
+def _schedule(v: _V, d: dict[str, Any]) -> ScheduleSpec:
+    dflt = ScheduleSpec()
+    v.only("schedule", d, tuple(f.name for f in fields(ScheduleSpec)))
+    return ScheduleSpec(
+        mode=v.choice("schedule.mode", d.get("mode", dflt.mode), ("ideal", "orbit")),
+        slot_s=v.num("schedule.slot_s", d.get("slot_s", dflt.slot_s), 0, lo_open=True),
+        idle_slots=v.int("schedule.idle_slots", d.get("idle_slots", dflt.idle_slots), 0),
+        start_s=v.num("schedule.start_s", d.get("start_s", dflt.start_s), 0),
+        horizon_h=v.num("schedule.horizon_h", d.get("horizon_h", dflt.horizon_h), 0, lo_open=True),
+    )
+
+
+def _time(v: _V, d: dict[str, Any]) -> TimeSpec:
+    dflt = TimeSpec()
+    v.only("time", d, tuple(f.name for f in fields(TimeSpec)))
+    return TimeSpec(
+        compute=v.choice("time.compute", d.get("compute", dflt.compute), ("fixed", "measured")),
+        round_s=v.num("time.round_s", d.get("round_s", dflt.round_s), 0, lo_open=True),
+        device_speed_factor=v.num(
+            "time.device_speed_factor",
+            d.get("device_speed_factor", dflt.device_speed_factor),
+            0,
+            lo_open=True,
+        ),
+        late_policy=v.choice(
+            "time.late_policy", d.get("late_policy", dflt.late_policy), ("next", "drop")
+        ),
+    )
+
+
+def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
+    dflt = AlgorithmSpec()
+    fl_fields = {f.name: f for f in fields(FLConfig)}
+    fl: dict[str, Any] = {}
+    for k, x in d.items():
+        key = f"algorithm.{k}"
+        if k in ("name", "cycles", "target_accuracy"):
+            continue
+        if k in _FL_SET_ELSEWHERE:
+            raise v.err(key, f"set by {_FL_SET_ELSEWHERE[k]}, not in [algorithm]")
+        if k not in fl_fields:
+            allowed = sorted({"name", "cycles", *fl_fields} - set(_FL_SET_ELSEWHERE))
+            raise v.err(key, f"unknown key (allowed: {', '.join(allowed)})")
+        if isinstance(getattr(_FL, k), int):
+            lo = 0 if k == "masked_cycles" else 1
+            fl[k] = v.int(key, x, lo)
+        elif k == "tau":
+            fl[k] = v.num(key, x, 0.0, 1.0)
+        else:
+            fl[k] = v.num(key, x, 0.0, lo_open=True)
+    return AlgorithmSpec(
+        name=v.choice("algorithm.name", d.get("name", dflt.name), ALGORITHMS),
+        cycles=v.int("algorithm.cycles", d.get("cycles", dflt.cycles), 1),
+        target_accuracy=v.num(
+            "algorithm.target_accuracy",
+            d.get("target_accuracy", dflt.target_accuracy),
+            0.0,
+            1.0,
+            lo_open=True,
+        ),
+        fl={k: fl[k] for k in fl_fields if k in fl},
+    )
+
+
+def _model(v: _V, d: dict[str, Any]) -> ModelSpec:
+    v.only("model", d, ("path", "device"))
+    raw = v.str("model.path", d.get("path", ""))
+    path = ""
+    if raw:
+        p = v.path("model.path", raw)
+        if not p.is_dir():
+            raise v.err("model.path", f"no such checkpoint directory: {p}")
+        path = str(p)
+    device = v.choice("model.device", d.get("device", "auto"), ("auto", "cpu", "cuda"))
+    return ModelSpec(path=path, device=device)
+
+
+def _endpoint(v: _V, key: str, value: Any) -> str:
+    s = v.str(key, value)
+    if not s.startswith(("ipc://", "tcp://")):
+        raise v.err(key, f"expected an ipc:// or tcp:// endpoint, got {s!r}")
+    if s.startswith("tcp://"):
+        try:
+            _tcp_host_port(s.replace("{run}", "x"))
+        except ValueError as e:
+            raise v.err(key, str(e)) from e
+    elif len(s) <= len("ipc://"):
+        raise v.err(key, f"expected an ipc:// path, got {s!r}")
+    return s
+
+
+def _endpoints(v: _V, d: dict[str, Any]) -> EndpointSpec:
+    dflt = EndpointSpec()
+    v.only("endpoints", d, ("prefix", "control"))
+    return EndpointSpec(
+        prefix=_endpoint(v, "endpoints.prefix", d.get("prefix", dflt.prefix)),
+        control=_endpoint(v, "endpoints.control", d.get("control", dflt.control)),
+    )
+
+
+def _clusters(v: _V, raw: Any) -> tuple[ClusterSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise v.err("cluster", "expected at least one [[cluster]] table")
+    out: list[ClusterSpec] = []
+    allowed = tuple(f.name for f in fields(ClusterSpec))
+    for i, c in enumerate(raw):
+        where = f"cluster[{i}]"
+        if not isinstance(c, dict):
+            raise v.err(where, f"expected a [[cluster]] table, got {_show(c)}")
+        v.only(where, c, allowed)
+        for req in ("id", "lat_deg", "lon_deg"):
+            if req not in c:
+                raise v.err(f"{where}.{req}", "missing (id, lat_deg and lon_deg are required)")
+        cid = v.pattern(f"{where}.id", c["id"], _CLUSTER_ID, "an id of [A-Za-z0-9_-], 1..32")
+        if any(o.id == cid for o in out):
+            raise v.err(f"{where}.id", f"duplicate cluster id {cid!r}")
+        where = f"cluster[{i}]"
+        spec = ClusterSpec(
+            id=cid,
+            lat_deg=v.num(f"{where}.lat_deg", c["lat_deg"], -90.0, 90.0),
+            lon_deg=v.num(f"{where}.lon_deg", c["lon_deg"], -180.0, 360.0),
+            alt_m=v.num(f"{where}.alt_m", c.get("alt_m", 0.0), -500.0, 1.0e5),
+            devices=v.int(f"{where}.devices", c.get("devices", ClusterSpec.devices), 1),
+        )
+        out.append(spec)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# TOML writing (tables of scalars; no dependency)
+# --------------------------------------------------------------------------------------------
+
+
+def _fields_dict(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _toml_str(s: str) -> str:
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\u{o:04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_scalar(x: Any) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"cannot write {x} to TOML")
+        return repr(x)
+    if isinstance(x, datetime):
+        return _iso(x)
+    if isinstance(x, Path):
+        return _toml_str(str(x))
+    if isinstance(x, str):
+        return _toml_str(x)
+    if isinstance(x, list | tuple):
+        return "[" + ", ".join(_toml_scalar(e) for e in x) + "]"
+    raise TypeError(f"cannot write {type(x).__name__} to TOML")
+
+
+def _toml_table(name: str, d: dict[str, Any], array: bool = False) -> str:
+    head = f"[[{name}]]" if array else f"[{name}]"
+    return head + "\n" + "".join(f"{k} = {_toml_scalar(x)}\n" for k, x in d.items())
+
+
+def _toml_value(text: str) -> Any:
+    """A TOML literal (``3``, ``"cpu"``, ``true``, ``1e6``); other text as a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _tcp_host_port(endpoint: str) -> tuple[str, int]:
+    rest = endpoint[len("tcp://") :]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected tcp://HOST:PORT with PORT in 1..65535, got {endpoint!r}")
+    return host, int(port)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)

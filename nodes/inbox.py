@@ -74,6 +74,7 @@ class AcceptedInbox:
     def poll(self) -> list[InboxItem]:
         """New, valid payloads not yet applied (oldest round first)."""
         items = []
+        seen: set[tuple[str, str, int]] = set()
         for mpath in sorted(self.dir.glob("*.manifest.json")):
             stem = mpath.name[: -len(".manifest.json")]
             ppath = self.dir / f"{stem}.safetensors"
@@ -85,14 +86,15 @@ class AcceptedInbox:
                 self._reject(stem, f"manifest unreadable: {e}")
                 continue
             key = (m.sender, m.kind, m.round)
-            if key in self.applied:
-                continue
+            if key in self.applied or key in seen:
+                continue  # each (sender, kind, round) at most once, also within one poll
             try:
                 exp = self.expected(m) if self.expected else None
                 tensors = validate_safetensors(ppath, exp, m.sha256, self.max_bytes)
             except (OSError, PayloadError) as e:
                 self._reject(stem, str(e))
                 continue
+            seen.add(key)
             items.append(InboxItem(m, tensors, ppath, stem.rsplit("__", 1)[-1]))
         items.sort(key=lambda it: (it.manifest.round, it.manifest.sender))
         return items

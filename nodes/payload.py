@@ -91,7 +91,7 @@ def read_safetensors_header(
             raise PayloadError(f"{p.name}: header length {n} out of bounds")
         try:
             header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise PayloadError(f"{p.name}: header is not JSON") from e
     if not isinstance(header, dict):
         raise PayloadError(f"{p.name}: header is not an object")
@@ -103,7 +103,7 @@ def read_safetensors_header(
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise PayloadError(f"{p.name}: tensor {name!r} has a malformed entry")
         dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
-        if dt not in _DTYPES:
+        if not isinstance(dt, str) or dt not in _DTYPES:
             raise PayloadError(f"{p.name}: tensor {name!r} has unsupported dtype {dt}")
         if (
             not isinstance(shape, list)

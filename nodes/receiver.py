@@ -44,6 +44,8 @@ class ReceiverConfig:
     supersede : "cancel" — a newer round from the same sender and kind cancels older open
         transfers and older rounds are refused; "keep" — every round completes
     immediate_naks : send a NAK as soon as a gap is seen during the pass
+    max_open_transfers : open (partial) transfers at most; more METADATA is refused until
+        one finishes (bounded memory and file descriptors)
     """
 
     max_payload_bytes: int = 64 * 1024 * 1024
@@ -51,6 +53,7 @@ class ReceiverConfig:
     flush_every: int = 64
     supersede: str = "cancel"
     immediate_naks: bool = True
+    max_open_transfers: int = 64
 
     def __post_init__(self) -> None:
         if self.supersede not in ("cancel", "keep"):
@@ -68,14 +71,31 @@ class ReceiverEngine:
         self._need_meta_sent: dict[bytes, int] = {}
         self._finished_replies: Counter[bytes] = Counter()
         self.now_s = 0.0
-        for p in list(self.store.partials.values()):  # a crash may have left a full one
-            if p.complete:
-                self._complete(p, float("nan"))
+        # Work a crash left (a complete partial, a commit without its record) is finished
+        # when the first message arrives, stamped with its emulated time.
+        self._recovery_due = True
 
     # -- entry point ------------------------------------------------------------------
     def handle(self, buf: bytes, rx_end_s: float) -> list[Message]:
         """Process one delivered message; return the replies (emulated time ``rx_end_s``)."""
         self.now_s = max(self.now_s, rx_end_s)
+        try:
+            return self._handle(buf)
+        except Exception:
+            self.counters["internal_error"] += 1
+            log.exception("internal error while handling a message; dropped")
+            return []
+
+    def _recover(self) -> None:
+        self._recovery_due = False
+        self.store.record_recovered(self.now_s)
+        for p in list(self.store.partials.values()):
+            if p.complete:
+                self._complete(p, self.now_s)
+
+    def _handle(self, buf: bytes) -> list[Message]:
+        if self._recovery_due:
+            self._recover()
         try:
             msg = decode(buf)
         except WireError as e:
@@ -123,11 +143,17 @@ class ReceiverEngine:
             self.counters["rejected_manifest"] += 1
             rec = self.store.finish_without_file(tid, int(FinishedStatus.REJECTED), m, self.now_s)
             return self._from_record(rec)
+        if len(self.store.partials) >= self.cfg.max_open_transfers:
+            self.counters["too_many_open"] += 1
+            return [Finished(tid, FinishedStatus.REJECTED, bytes.fromhex(m.sha256), self.now_s)]
         if self.cfg.supersede == "cancel":
             newer = [
                 r
                 for r in self.store.records.values()
-                if r.sender == m.sender and r.kind == m.kind and r.round > m.round
+                if r.sender == m.sender
+                and r.kind == m.kind
+                and r.round > m.round
+                and r.status == int(FinishedStatus.ACCEPTED)  # only a delivered round wins
             ]
             newer += [
                 q.manifest
@@ -232,8 +258,11 @@ class ReceiverEngine:
         rec = self.store.records.get(tid)
         if rec is None:
             p = self.store.partials.get(tid)
+            if p is None:  # nothing to cancel: answer, but keep no record of an unknown id
+                self.counters["cancel_unknown"] += 1
+                return [Finished(tid, FinishedStatus.CANCELLED, bytes(32), self.now_s)]
             rec = self.store.finish_without_file(
-                tid, int(FinishedStatus.CANCELLED), p.manifest if p else None, self.now_s
+                tid, int(FinishedStatus.CANCELLED), p.manifest, self.now_s
             )
             self.counters["cancelled"] += 1
         return self._from_record(rec)

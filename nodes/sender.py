@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from nodes.wire import (
+    HEADER_SIZE,
     Cancel,
     Eof,
     Finished,
@@ -100,7 +101,6 @@ class SenderConfig:
     ack_timer_s : time to wait for an answer to EOF/PROMPT before asking again; None:
         ``ack_timer_rtts`` × the link's round-trip estimate
     max_timeouts : timeouts inside windows before the transfer fails (paused in outages)
-    rtt_s : round-trip estimate; a NAK older than a retransmission is not obeyed twice
     quiet_wall_s : wall time without any event after which nothing more is expected
     """
 
@@ -108,7 +108,6 @@ class SenderConfig:
     ack_timer_s: float | None = None
     ack_timer_rtts: float = 4.0
     max_timeouts: int = 50
-    rtt_s: float = 0.05
     quiet_wall_s: float = 1.0
 
 
@@ -307,10 +306,11 @@ class SenderDriver:
         self.passes: set[int] = set()
         self.airtime = 0.0
         self.malformed_feedback = 0
-        self.ack_timer_s = (
-            self.cfg.ack_timer_s
-            if self.cfg.ack_timer_s is not None
-            else self.cfg.ack_timer_rtts * link.rtt_estimate_s()
+        # Bytes of the largest message the engine can send (METADATA or a full fragment),
+        # for the "does the burst end before LOS" check.
+        self._max_msg_bytes = max(
+            len(encode(MetadataMsg(engine.tid, engine.m))),
+            engine.m.fragment_size + HEADER_SIZE + 16,
         )
 
     # -- contact windows --------------------------------------------------------------
@@ -346,14 +346,25 @@ class SenderDriver:
             self.now = max(self.now, ev.tx_end_s)
             self.airtime += ev.tx_end_s - ev.tx_start_s
             return
+        # Causality: whatever the sender does about this message happens after it arrived.
+        self.now = max(self.now, ev.rx_end_s)
         try:
             msg = decode(ev.data)
         except WireError:
             self.malformed_feedback += 1
             return
-        self.e.on_reply(msg, ev.rx_end_s, self.cfg.rtt_s)
+        self.e.on_reply(msg, ev.rx_end_s, self._rtt())
         if self.e.done:
             self.confirmed_s = ev.rx_end_s
+
+    def _rtt(self) -> float:
+        return self.link.rtt_estimate_s()
+
+    def _ack_timer(self) -> float:
+        """EOF/PROMPT answer timer: fixed, or a multiple of the link's current RTT estimate."""
+        if self.cfg.ack_timer_s is not None:
+            return self.cfg.ack_timer_s
+        return self.cfg.ack_timer_rtts * self._rtt()
 
     def run(self, deadline_s: float | None = None) -> UploadRecord:
         """Send until the receiver confirms, the windows run out, or ``deadline_s``."""
@@ -389,8 +400,7 @@ class SenderDriver:
         sent = False
         while len(self.inflight) < self.cfg.credit and self.e.has_work():
             t = self.now + self._pending_airtime()
-            # The biggest message is a fragment; size the check by it.
-            est = self.link.airtime_s(self.e.m.fragment_size + 64)
+            est = self.link.airtime_s(self._max_msg_bytes)  # the largest message it may send
             if not self._fits(t, est):
                 if not self.inflight:
                     self._freeze(t)
@@ -438,7 +448,7 @@ class SenderDriver:
         if self.now == float("inf"):
             return False
         if self.e.awaiting_since is not None:
-            deadline = max(self.now, self.e.awaiting_since + self.ack_timer_s)
+            deadline = max(self.now, self.e.awaiting_since + self._ack_timer())
             i = self._window(self.e.awaiting_since)
             if self.windows is not None and (i is None or deadline >= self.windows[i][1]):
                 self._freeze(deadline if i is None else self.windows[i][1])  # timer paused
@@ -458,7 +468,7 @@ class SenderDriver:
             self.e.on_timeout()
             return True
         # Work is queued but nothing was sent: freeze unless a freeze just moved us to an AOS.
-        if self._fits(self.now, self.link.airtime_s(self.e.m.fragment_size + 64)):
+        if self._fits(self.now, self.link.airtime_s(self._max_msg_bytes)):
             return True
         self._freeze(self.now)
         return self.now != float("inf")

@@ -198,33 +198,51 @@ class ReceiverStore:
 
     # -- recovery ---------------------------------------------------------------------
     def _load(self) -> None:
+        self.recovered: list[tuple[bytes, Manifest, str]] = []  # commits whose record is missing
         if self._records_path.exists():
+            raw = self._records_path.read_bytes()
+            if raw and not raw.endswith(b"\n"):
+                # A crash tore the last append: drop the fragment so the next append is clean.
+                with open(self._records_path, "r+b") as f:
+                    f.truncate(raw.rfind(b"\n") + 1)
+                    f.flush()
+                    os.fsync(f.fileno())
+                log.warning("records.jsonl: a torn last line was removed")
             lines = self._records_path.read_text().splitlines()
             for i, line in enumerate(lines):
                 try:
                     self._remember(Record.from_json(line))
                 except (ValueError, KeyError, TypeError):
-                    # Only the last line can be torn by a crash mid-append.
-                    level = logging.WARNING if i == len(lines) - 1 else logging.ERROR
-                    log.log(level, "records.jsonl line %d unreadable; ignored", i + 1)
+                    log.error("records.jsonl line %d unreadable; ignored", i + 1)
         # Stray temp files: never valid.
         for tmp in list(self.accepted_dir.glob("*.tmp")) + list(self.partial_dir.glob("*/*.tmp")):
             tmp.unlink(missing_ok=True)
-        # Committed payloads whose record append was interrupted.
+        # Committed payloads whose record append was interrupted: the engine appends the
+        # record, stamped with the emulated time of the next message it sees.
         for payload in self.accepted_dir.glob("*.safetensors"):
-            tid = bytes.fromhex(payload.stem.rsplit("__", 1)[-1])
-            if tid in self.records:
+            try:
+                tid = bytes.fromhex(payload.stem.rsplit("__", 1)[-1])
+                if len(tid) != 16:
+                    raise ValueError("not a transfer id")
+                if tid in self.records:
+                    continue
+                mpath = payload.with_name(payload.stem + ".manifest.json")
+                m = Manifest.from_dict(json.loads(mpath.read_text()))
+            except (OSError, ValueError, WireError) as e:
+                log.warning("accepted/%s is not one of ours (%s); left alone", payload.name, e)
                 continue
-            mpath = payload.with_name(payload.stem + ".manifest.json")
-            m = Manifest.from_dict(json.loads(mpath.read_text()))
-            self._append(
-                Record(tid, 0, m.sha256, float("nan"), m.sender, m.round, m.kind, payload.name)
-            )
-            log.warning("recovered commit of %s (record was missing)", payload.name)
-        # Manifests without their payload: the crash came before the commit point.
+            self.recovered.append((tid, m, payload.name))
+        # Manifests without their payload: the crash came between the two renames of a
+        # commit; the data is still in the partial, so the manifest goes back there.
         for mpath in self.accepted_dir.glob("*.manifest.json"):
             stem = mpath.name[: -len(".manifest.json")]
-            if not (self.accepted_dir / f"{stem}.safetensors").exists():
+            if (self.accepted_dir / f"{stem}.safetensors").exists():
+                continue
+            pdir = self.partial_dir / stem.rsplit("__", 1)[-1]
+            if (pdir / "data").exists() and not (pdir / "manifest.json").exists():
+                os.replace(mpath, pdir / "manifest.json")
+                _fsync_dir(pdir)
+            else:
                 mpath.unlink()
         for d in sorted(self.partial_dir.iterdir()):
             try:
@@ -255,6 +273,20 @@ class ReceiverStore:
                 self.partials[tid].n_received,
                 m.n_fragments,
             )
+
+    def record_recovered(self, t_s: float) -> list[Record]:
+        """Append the records of commits recovered at start-up, stamped ``t_s`` [emulated s]."""
+        out = []
+        for tid, m, name in self.recovered:
+            rec = Record(tid, 0, m.sha256, t_s, m.sender, m.round, m.kind, name)
+            self._append(rec)
+            p = self.partials.get(tid)
+            if p is not None:
+                self._drop_partial(p)
+            out.append(rec)
+            log.warning("recovered commit of %s (record was missing)", name)
+        self.recovered = []
+        return out
 
     def _remember(self, rec: Record) -> None:
         self.records[rec.tid] = rec
@@ -309,10 +341,10 @@ class ReceiverStore:
     def finish_without_file(
         self, tid: bytes, status: int, manifest: Manifest | None, t_s: float
     ) -> Record:
-        """Record a terminal non-accepted outcome (cancelled, rejected, hash mismatch)."""
-        p = self.partials.get(tid)
-        if p is not None:
-            self._drop_partial(p)
+        """Record a terminal non-accepted outcome (cancelled, rejected, hash mismatch).
+
+        The record is durable before the partial goes: a crash in between never reopens it.
+        """
         m = manifest
         rec = Record(
             tid,
@@ -325,6 +357,9 @@ class ReceiverStore:
             None,
         )
         self._append(rec)
+        p = self.partials.get(tid)
+        if p is not None:
+            self._drop_partial(p)
         return rec
 
     def _drop_partial(self, p: PartialTransfer) -> None:

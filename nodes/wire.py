@@ -15,6 +15,8 @@ receiver counts and drops such input.
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -49,6 +51,7 @@ HEADER_SIZE = HEADER.size
 MAX_MANIFEST_BYTES = 4096
 MAX_FRAGMENTS = 1 << 24  # 16 Mi fragments
 MAX_PAYLOAD_BYTES = 1 << 32  # 4 GiB
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 
 
 class WireError(ValueError):
@@ -120,6 +123,12 @@ class Manifest:
             raise WireError(f"unsupported protocol version {self.protocol_version}")
         if any(not isinstance(e, int) or not 0 <= e < 65536 for e in self.expert_ids):
             raise WireError("manifest expert_ids must be integers in 0..65535")
+        if not _SAFE_NAME.match(self.kind or ""):
+            raise WireError("manifest kind must be 1..32 of [A-Za-z0-9._-]")
+        if not isinstance(self.name, str) or not 0 < len(self.name) <= 128 or "\x00" in self.name:
+            raise WireError("manifest name must be a 1..128 character string")
+        if not math.isfinite(self.created_s):
+            raise WireError("manifest created_s must be finite")
 
     @property
     def n_fragments(self) -> int:
@@ -187,8 +196,8 @@ class Manifest:
             )
         except KeyError as e:
             raise WireError(f"manifest lacks field {e.args[0]!r}") from e
-        except TypeError as e:
-            raise WireError(f"manifest field has the wrong type: {e}") from e
+        except (TypeError, OverflowError, ValueError) as e:
+            raise WireError(f"manifest field has the wrong type or range: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -315,7 +324,7 @@ def decode(buf: bytes) -> Message:
             raise WireError("manifest too large")
         try:
             obj = json.loads(body.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise WireError("manifest is not JSON") from e
         return MetadataMsg(tid, Manifest.from_dict(obj))
     if mtype is MsgType.FRAGMENT:

@@ -41,6 +41,7 @@ def _endpoints(link: str, args: argparse.Namespace, prefix: str) -> Any:
 
 
 def _receive(args: argparse.Namespace) -> int:
+    _check_endpoints(args)
     from nodes.receiver import ReceiverConfig, ReceiverEngine
     from nodes.store import ReceiverStore
     from nodes.zmq_link import serve_receiver
@@ -166,7 +167,36 @@ def _wait_for_emulator(proc: subprocess.Popen, links: list[str], timeout_s: floa
     raise UserError(f"the emulator did not come up within {timeout_s:g} s")
 
 
+def _check_endpoints(args: argparse.Namespace) -> None:
+    for d in ("up", "down"):
+        for k in ("in", "out", "status"):
+            v = getattr(args, f"{d}_{k}", None)
+            if v is not None and not v.startswith(("ipc://", "tcp://")):
+                raise UserError(f"--{d}-{k}: expected an ipc:// or tcp:// endpoint, got {v!r}")
+
+
 def _send(args: argparse.Namespace) -> int:
+    import zmq
+
+    from channel import WindowError
+    from nodes.sender import TransferError
+    from nodes.wire import WireError
+
+    _check_endpoints(args)
+    try:
+        return _send_impl(args)
+    except (WireError, WindowError) as e:
+        raise UserError(str(e)) from e
+    except zmq.ZMQError as e:
+        raise UserError(f"ZeroMQ: {e}") from e
+    except TransferError as e:
+        raise UserError(
+            f"{e}: is `testbed channel serve` running with links {args.link!r} "
+            f"and {args.link}-down, and a receiver?"
+        ) from e
+
+
+def _send_impl(args: argparse.Namespace) -> int:
     from channel import contact_windows, default_link_geometry
 
     path = Path(args.file)
@@ -271,6 +301,33 @@ def _send(args: argparse.Namespace) -> int:
     return 0 if rec["status"] == "accepted" else EXIT_RUNTIME
 
 
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = _finite(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v < 2**31:
+        raise argparse.ArgumentTypeError(f"must be in 0..2147483647, got {text!r}")
+    return v
+
+
 def _fmt_s(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f} s"
 
@@ -289,7 +346,12 @@ def register(sub: Any) -> None:
     r.add_argument("--link", default="c1", help="uplink id (replies go to <link>-down)")
     r.add_argument("--node-id", default="satellite")
     r.add_argument("--max-payload-mb", type=float, default=64.0)
-    r.add_argument("--frame-bytes", type=int, default=2048, help="largest message accepted")
+    r.add_argument(
+        "--frame-bytes",
+        type=int,
+        default=8192 + 128,
+        help="largest message accepted (default fits the largest fragment)",
+    )
     r.add_argument("--supersede", choices=("cancel", "keep"), default="cancel")
     r.add_argument("--json", action="store_true", help="print counters and accepted on exit")
     _add_endpoint_args(r)
@@ -299,11 +361,11 @@ def register(sub: Any) -> None:
     s.add_argument("file")
     s.add_argument("--link", default="c1")
     s.add_argument("--sender", default="c1", help="sender id in the manifest")
-    s.add_argument("--round", type=int, default=0)
+    s.add_argument("--round", type=_nonneg_int, default=0)
     s.add_argument("--fragment-size", type=int, default=1024, help="payload bytes per frame")
-    s.add_argument("--start-s", type=float, help="emulated start (default: first AOS)")
+    s.add_argument("--start-s", type=_finite, help="emulated start (default: first AOS)")
     s.add_argument("--deadline-s", type=float, help="give up at this emulated time")
-    s.add_argument("--horizon-h", type=float, default=24.0, help="contact windows to use [h]")
+    s.add_argument("--horizon-h", type=_positive, default=24.0, help="contact windows to use [h]")
     s.add_argument(
         "--start-emulator",
         action="store_true",
@@ -314,8 +376,8 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true")
     g = s.add_argument_group("self-started emulator")
     g.add_argument("--modulation", default="qpsk", choices=("bpsk", "qpsk", "8psk", "16qam"))
-    g.add_argument("--sample-rate-hz", type=float, default=1.0e6)
-    g.add_argument("--symbol-rate-hz", type=float, default=250.0e3)
+    g.add_argument("--sample-rate-hz", type=_positive, default=1.0e6)
+    g.add_argument("--symbol-rate-hz", type=_positive, default=250.0e3)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--fading-max-doppler-hz", type=float, default=100.0)
     g.add_argument("--min-elevation-deg", type=float, default=10.0)

@@ -21,8 +21,10 @@ EXPECTED = {"experts.0.lora_A": ("F32", (4, 8)), "experts.0.lora_B": ("F32", (8,
 
 def _tensors(seed=0):
     r = np.random.default_rng(seed)
-    return {"experts.0.lora_A": r.standard_normal((4, 8)).astype(np.float32),
-            "experts.0.lora_B": r.standard_normal((8, 4)).astype(np.float32)}
+    return {
+        "experts.0.lora_A": r.standard_normal((4, 8)).astype(np.float32),
+        "experts.0.lora_B": r.standard_normal((8, 4)).astype(np.float32),
+    }
 
 
 def _commit(tmp_path, blob, sender="c1", round_=1, corrupt_after=False):
@@ -47,8 +49,9 @@ def test_valid_payload_is_delivered_once_across_restarts(tmp_path):
     inbox = AcceptedInbox(tmp_path, expected=lambda m: EXPECTED)
     items = inbox.poll()
     assert len(items) == 1
-    np.testing.assert_array_equal(items[0].tensors["experts.0.lora_A"],
-                                  _tensors()["experts.0.lora_A"])
+    np.testing.assert_array_equal(
+        items[0].tensors["experts.0.lora_A"], _tensors()["experts.0.lora_A"]
+    )
     inbox.mark_applied(items[0])
     assert inbox.poll() == []
     with pytest.raises(ValueError):
@@ -92,14 +95,20 @@ def _raw_safetensors(header: dict, data: bytes) -> bytes:
         b"",
         struct.pack("<Q", 1 << 40) + b"{}",  # header length out of bounds
         struct.pack("<Q", 5) + b"nope!",
-        _raw_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}},
-                         b"\x00" * 8),  # offsets past the end
-        _raw_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}},
-                         b"\x00" * 8),  # size does not match shape
+        _raw_safetensors(
+            {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}}, b"\x00" * 8
+        ),  # offsets past the end
+        _raw_safetensors(
+            {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}, b"\x00" * 8
+        ),  # size does not match shape
         _raw_safetensors({"a": {"dtype": "X9", "shape": [1], "data_offsets": [0, 1]}}, b"\x00"),
-        _raw_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                          "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
-                         b"\x00" * 12),  # overlapping tensors
+        _raw_safetensors(
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\x00" * 12,
+        ),  # overlapping tensors
     ],
 )
 def test_forged_headers_are_rejected(tmp_path, blob):

@@ -41,7 +41,7 @@ class Harness:
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 0)
         self.push.setsockopt(zmq.SNDHWM, 64)
-        self.push.setsockopt(zmq.SNDTIMEO, 3000)  # backpressure, not loss
+        self.push.setsockopt(zmq.SNDTIMEO, 15000)  # backpressure, not loss
         self.push.bind(self.up_out)
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.bind(self.down_in)
@@ -70,7 +70,7 @@ class Harness:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        time.sleep(0.8)  # let it connect
+        time.sleep(1.5)  # let it connect (sends block until it has)
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -155,13 +155,19 @@ def test_kill9_mid_transfer_never_loses_or_leaves_partial(harness):
     kills = 0
     durable_total: list[int] = []
     # Arbitrary points spread over the transfer (first sends, and resends after restarts).
-    kill_at = sorted(rng.sample(range(30, 330), 3))
+    kill_at = sorted(rng.sample(range(30, 280), 3))
     for _step in range(3000):
         if tx.done:
             break
         msg = harness.step(tx)
         # Kill -9 at arbitrary points, three times, then let it finish.
         if kills < 3 and isinstance(msg, Fragment) and tx.stats["fragments_sent"] == kill_at[kills]:
+            # Make progress durable (the receiver flushes before it answers EOF), then send
+            # a few more fragments that are not yet durable, and kill -9.
+            harness.send(encode(Eof(tx.tid, tx.n, tx.m.size, bytes.fromhex(tx.m.sha256))))
+            assert harness.replies(15.0), "no answer to EOF before the kill"
+            for i in range(5):
+                harness.send(encode(tx.fragment(min(tx.n - 1, 250 + i))))
             harness.kill9()
             kills += 1
             assert harness.accepted_ok(data) == 0
@@ -171,7 +177,7 @@ def test_kill9_mid_transfer_never_loses_or_leaves_partial(harness):
             # Resume, never restart: the restarted receiver's gap list excludes what was
             # durable at the kill.
             harness.send(encode(Prompt(tx.tid)))
-            naks = [r for r in harness.replies(3.0) if isinstance(r, Nak)]
+            naks = [r for r in harness.replies(15.0) if isinstance(r, Nak)]
             assert naks, "no answer to the prompt after restart"
             missing = {i for a, b in naks[0].ranges for i in range(a, b)}
             assert not (missing & durable)

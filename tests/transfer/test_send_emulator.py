@@ -23,8 +23,19 @@ def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
     f.write_bytes(data)
     rdir = tmp_path / "rx"
     records = tmp_path / "uploads.jsonl"
-    r = cli("send", str(f), "--start-emulator", "--receiver-dir", str(rdir),
-            "--min-elevation-deg", "30", "--records", str(records), "--json", timeout=400)
+    r = cli(
+        "send",
+        str(f),
+        "--start-emulator",
+        "--receiver-dir",
+        str(rdir),
+        "--min-elevation-deg",
+        "30",
+        "--records",
+        str(records),
+        "--json",
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout)
     assert rec["status"] == "accepted"
@@ -50,8 +61,19 @@ def test_send_resumes_on_the_next_pass_through_the_emulator(cli, tmp_path):
     f.write_bytes(data)
     rdir = tmp_path / "rx"
     start = ws[0].los_s - 1.5  # the first pass closes mid-transfer
-    r = cli("send", str(f), "--start-emulator", "--receiver-dir", str(rdir),
-            "--min-elevation-deg", "30", "--start-s", str(start), "--json", timeout=400)
+    r = cli(
+        "send",
+        str(f),
+        "--start-emulator",
+        "--receiver-dir",
+        str(rdir),
+        "--min-elevation-deg",
+        "30",
+        "--start-s",
+        str(start),
+        "--json",
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout)
     assert rec["status"] == "accepted"

@@ -1,0 +1,983 @@
+"""Run report: figures and one self-contained HTML page from a run directory.
+
+Reads the run directory written by ``testbed run`` (``run.json`` plus one subdirectory per
+algorithm with ``uploads.jsonl``, ``aggregations.jsonl``, ``metrics.jsonl``, ``link.jsonl``,
+``windows.json`` and ``scenario.toml``) and writes, under ``RUN/report/`` by default:
+
+- ``accuracy_cycle.png``: global accuracy (solid) and per-cluster local accuracy (dashed)
+  against the orbital cycle, one colour per algorithm;
+- ``accuracy_time.png``: global accuracy against emulated time (``metrics.t_s``);
+- ``upload_times.png``: ECDF of the measured upload times and the passes each upload used;
+- ``goodput_shannon.png``: achieved goodput against the rate the pass-integrated Shannon
+  capacity predicts for the same bytes (``size_bytes·8 / predicted_shannon_s``), per upload;
+- ``link_<algorithm>.png``: elevation, SNR and Doppler per cluster with contact windows
+  shaded and each upload drawn as a span from first transmission to acceptance;
+- ``membership_<algorithm>.png``: which payload was included, late, lost or not sent at each
+  aggregation;
+- ``index.html``: every figure embedded as a ``data:image/png;base64`` URI, the summary table,
+  the missing-payload table and the count of malformed input lines.
+
+Malformed JSONL lines are skipped and counted, never fatal; a run directory that is not one
+raises :class:`testbed.errors.UserError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import UserError
+
+__all__ = [
+    "AlgorithmRun",
+    "ReportResult",
+    "RunData",
+    "load_run",
+    "summarize",
+    "write_report",
+]
+
+log = logging.getLogger(__name__)
+
+_JSONL_FILES = ("uploads", "aggregations", "metrics", "link")
+# Keys without which a line of each file cannot be used (it is counted as malformed).
+_REQUIRED = {
+    "uploads": ("status", "first_tx_s"),
+    "aggregations": ("cycle", "included", "missing"),
+    "metrics": ("cycle", "t_s", "accuracy_global"),
+    "link": ("cluster", "t_s"),
+}
+# Of those, keys whose value must be a finite number, and keys whose value must be a list.
+_NUMERIC = {"uploads": ("first_tx_s",), "metrics": ("t_s",), "link": ("t_s",)}
+_LISTS = {"aggregations": ("included", "missing")}
+_MISSING_REASONS = ("late", "lost", "not_sent")
+_STATUS_COLOURS = {
+    "accepted": "#2ca02c",
+    "incomplete": "#ff7f0e",
+    "hash_mismatch": "#d62728",
+    "cancelled": "#7f7f7f",
+    "rejected": "#9467bd",
+}
+
+
+@dataclass
+class AlgorithmRun:
+    """Everything read from one ``RUN/<algorithm>/`` subdirectory."""
+
+    name: str
+    path: Path
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    aggregations: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    link: list[dict[str, Any]] = field(default_factory=list)
+    windows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    clusters: list[str] = field(default_factory=list)
+    target_accuracy: float | None = None
+    malformed: dict[str, int] = field(default_factory=dict)  # file name → skipped lines
+    absent: list[str] = field(default_factory=list)  # expected files that are not there
+
+
+@dataclass
+class RunData:
+    """A run directory: ``run.json`` and one :class:`AlgorithmRun` per algorithm."""
+
+    path: Path
+    info: dict[str, Any]
+    algorithms: list[AlgorithmRun]
+
+
+@dataclass
+class ReportResult:
+    """What :func:`write_report` wrote."""
+
+    report: Path
+    figures: list[Path]
+    summary: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``testbed report --json``)."""
+        return {
+            "report": str(self.report),
+            "figures": [str(p) for p in self.figures],
+            "summary": self.summary,
+        }
+
+
+# -- reading ----------------------------------------------------------------------------------
+def _valid(obj: Any, stem: str) -> bool:
+    """Whether one parsed line of ``<stem>.jsonl`` is usable."""
+    return (
+        isinstance(obj, dict)
+        and all(k in obj for k in _REQUIRED[stem])
+        and all(_num(obj[k]) is not None for k in _NUMERIC.get(stem, ()))
+        and all(isinstance(obj[k], list) for k in _LISTS.get(stem, ()))
+    )
+
+
+def _read_jsonl(path: Path, stem: str) -> tuple[list[dict[str, Any]], int]:
+    """Objects of ``<stem>.jsonl`` and the number of malformed lines skipped.
+
+    A line is malformed when it is not JSON, not an object, lacks a required key, or a
+    time key is not a number. Blank lines are ignored.
+    """
+    rows: list[dict[str, Any]] = []
+    bad = first_bad = 0
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from e
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not _valid(obj, stem):
+            bad += 1
+            first_bad = first_bad or lineno
+            continue
+        rows.append(obj)
+    if bad:
+        log.warning("%s: %d malformed line(s) skipped (first: line %d)", path, bad, first_bad)
+    return rows, bad
+
+
+def _num(x: Any) -> float | None:
+    """``x`` as a finite float, or None."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _read_scenario(alg: AlgorithmRun) -> None:
+    """Cluster ids and target accuracy from ``scenario.toml`` (optional)."""
+    path = alg.path / "scenario.toml"
+    if not path.is_file():
+        alg.absent.append("scenario.toml")
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        log.warning("%s: unreadable scenario (%s); cluster names and target unknown", path, e)
+        alg.malformed["scenario.toml"] = 1
+        return
+    clusters = data.get("cluster")
+    if isinstance(clusters, list):
+        alg.clusters = [str(c.get("id")) for c in clusters if isinstance(c, dict) and "id" in c]
+    algo = data.get("algorithm")
+    if isinstance(algo, dict):
+        alg.target_accuracy = _num(algo.get("target_accuracy"))
+
+
+def _read_windows(alg: AlgorithmRun) -> None:
+    """Contact windows from ``windows.json`` (optional)."""
+    path = alg.path / "windows.json"
+    if not path.is_file():
+        alg.absent.append("windows.json")
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        alg.windows = {
+            str(cid): [(float(a), float(b)) for a, b in wins] for cid, wins in data.items()
+        }
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("%s: malformed windows file skipped (%s)", path, e)
+        alg.malformed["windows.json"] = 1
+        alg.windows = {}
+
+
+def _load_algorithm(name: str, path: Path) -> AlgorithmRun:
+    alg = AlgorithmRun(name=name, path=path)
+    for stem in _JSONL_FILES:
+        f = path / f"{stem}.jsonl"
+        if not f.is_file():
+            alg.absent.append(f.name)
+            continue
+        rows, bad = _read_jsonl(f, stem)
+        setattr(alg, stem, rows)
+        if bad:
+            alg.malformed[f.name] = bad
+    _read_scenario(alg)
+    _read_windows(alg)
+    alg.metrics.sort(key=lambda m: (_num(m.get("cycle")) or 0.0, _num(m.get("t_s")) or 0.0))
+    alg.aggregations.sort(key=lambda a: (_num(a.get("t_agg_s")) or 0.0, str(a.get("cycle"))))
+    alg.uploads.sort(key=lambda u: _num(u.get("first_tx_s")) or 0.0)
+    alg.link.sort(key=lambda r: (str(r.get("cluster")), _num(r.get("t_s")) or 0.0))
+    if not alg.clusters:  # fall back to what the records name
+        seen = {str(r["cluster"]) for r in alg.link}
+        seen |= {str(u["cluster"]) for u in alg.uploads if "cluster" in u}
+        seen |= set(alg.windows)
+        alg.clusters = sorted(seen)
+    return alg
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run directory.
+
+    Algorithms are those ``run.json`` lists whose subdirectory exists; without that list,
+    every subdirectory holding a ``metrics.jsonl`` or ``uploads.jsonl``.
+
+    Raises
+    ------
+    UserError
+        ``run_dir`` is not a directory, has no readable ``run.json``, or no algorithm
+        subdirectory.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a run directory (no such directory)")
+    info_path = root / "run.json"
+    if not info_path.is_file():
+        raise UserError(f"{root}: not a run directory (no run.json)")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{info_path}: not valid JSON ({e})") from e
+    if not isinstance(info, dict):
+        raise UserError(f"{info_path}: expected a JSON object")
+    listed = info.get("algorithms")
+    names: list[str] = []
+    if isinstance(listed, list) and listed:
+        for n in listed:
+            if (root / str(n)).is_dir():
+                names.append(str(n))
+            else:
+                log.warning("%s: algorithm %s listed in run.json has no subdirectory", root, n)
+    else:
+        names = sorted(
+            d.name
+            for d in root.iterdir()
+            if d.is_dir() and ((d / "metrics.jsonl").is_file() or (d / "uploads.jsonl").is_file())
+        )
+    if not names:
+        raise UserError(f"{root}: no algorithm subdirectory with run records")
+    return RunData(path=root, info=info, algorithms=[_load_algorithm(n, root / n) for n in names])
+
+
+# -- summary ----------------------------------------------------------------------------------
+def _missing_entries(alg: AlgorithmRun) -> list[dict[str, Any]]:
+    """One row per payload missing from an aggregation, with its upload record if any."""
+    by_payload = {u.get("payload"): u for u in alg.uploads if u.get("payload")}
+    rows = []
+    for agg in alg.aggregations:
+        for m in agg.get("missing") or []:
+            if not isinstance(m, dict):
+                continue
+            up = by_payload.get(m.get("payload"))
+            rows.append(
+                {
+                    "algorithm": alg.name,
+                    "cycle": agg.get("cycle"),
+                    "phase_cluster": agg.get("cluster"),
+                    "stage": agg.get("stage"),
+                    "t_agg_s": _num(agg.get("t_agg_s")),
+                    "payload": m.get("payload"),
+                    "cluster": m.get("cluster"),
+                    "device": m.get("device"),
+                    "reason": m.get("reason"),
+                    "upload_status": None if up is None else up.get("status"),
+                    "accepted_s": None if up is None else _num(up.get("accepted_s")),
+                    "passes_used": None if up is None else up.get("passes_used"),
+                }
+            )
+    return rows
+
+
+def _algorithm_summary(alg: AlgorithmRun) -> dict[str, Any]:
+    accs = [(m, _num(m.get("accuracy_global"))) for m in alg.metrics]
+    accs = [(m, a) for m, a in accs if a is not None]
+    cycles_to_target = time_to_target = None
+    if alg.target_accuracy is not None:
+        for i, (m, a) in enumerate(accs):
+            if a >= alg.target_accuracy:
+                cycles_to_target = i + 1
+                time_to_target = _num(m.get("t_s"))
+                break
+    times = [t for u in alg.uploads if (t := _num(u.get("upload_time_s"))) is not None]
+    missing = _missing_entries(alg)
+    reasons = Counter(str(m["reason"]) for m in missing)
+    passes = Counter(int(p) for u in alg.uploads if (p := _num(u.get("passes_used"))) is not None)
+    return {
+        "cycles": len(alg.metrics),
+        "target_accuracy": alg.target_accuracy,
+        "cycles_to_target": cycles_to_target,
+        "time_to_target_s": time_to_target,
+        "final_accuracy": accs[-1][1] if accs else None,
+        "final_t_s": _num(accs[-1][0].get("t_s")) if accs else None,
+        "uploads": len(alg.uploads),
+        "uploads_accepted": sum(1 for u in alg.uploads if u.get("status") == "accepted"),
+        "upload_time_mean_s": sum(times) / len(times) if times else None,
+        "upload_time_max_s": max(times) if times else None,
+        "uploads_multi_pass": sum(1 for u in alg.uploads if (_num(u.get("passes_used")) or 0) > 1),
+        "passes_used": {str(k): v for k, v in sorted(passes.items())},
+        "aggregations": len(alg.aggregations),
+        "aggregations_incomplete": sum(1 for a in alg.aggregations if a.get("missing")),
+        "missed_aggregations": len(missing),
+        "missing_by_reason": {r: reasons.get(r, 0) for r in (*_MISSING_REASONS,)}
+        | {r: n for r, n in reasons.items() if r not in _MISSING_REASONS},
+        "uplink_bytes": sum(
+            int(u["size_bytes"]) for u in alg.uploads if _num(u.get("size_bytes")) is not None
+        ),
+        "malformed_lines": dict(alg.malformed),
+        "absent_files": list(alg.absent),
+    }
+
+
+def summarize(run: RunData) -> dict[str, Any]:
+    """Per-algorithm summary numbers of a run (the ``summary`` of ``--json``).
+
+    ``cycles_to_target`` is the number of completed orbital cycles (metrics rows, in cycle
+    order) when the global accuracy first reached the scenario's target; ``missed_aggregations``
+    counts (aggregation, payload) pairs in which the payload was missing, for any reason.
+    """
+    return {
+        "run": str(run.path),
+        "scenario": run.info.get("scenario"),
+        "status": run.info.get("status"),
+        "algorithms": {a.name: _algorithm_summary(a) for a in run.algorithms},
+        "missing_payloads": sum(len(_missing_entries(a)) for a in run.algorithms),
+        "malformed_lines": sum(sum(a.malformed.values()) for a in run.algorithms),
+    }
+
+
+# -- figures ----------------------------------------------------------------------------------
+def _time_unit(t_max: float) -> tuple[float, str]:
+    """Divisor and label for an emulated time axis spanning ``[0, t_max]`` seconds."""
+    if t_max > 3 * 3600:
+        return 3600.0, "h"
+    if t_max > 180:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def _colours(n: int) -> list[str]:
+    base = [f"C{i}" for i in range(10)]
+    return [base[i % 10] for i in range(n)]
+
+
+def _new_figure(w: float, h: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    log.info("wrote %s", path)
+    return path
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _local_acc(m: dict[str, Any], clusters: list[str]) -> dict[str, float]:
+    loc = m.get("accuracy_local")
+    out: dict[str, float] = {}
+    if isinstance(loc, dict):
+        out = {str(k): v for k, v in loc.items() if _num(v) is not None}
+    elif isinstance(loc, list):
+        for i, v in enumerate(loc):
+            if _num(v) is not None:
+                out[clusters[i] if i < len(clusters) else f"cluster {i}"] = float(v)
+    return out
+
+
+def _fig_accuracy_cycle(run: RunData, path: Path) -> Path:
+    fig = _new_figure(8, 4.5)
+    ax = fig.add_subplot()
+    any_data = False
+    for alg, col in zip(run.algorithms, _colours(len(run.algorithms)), strict=True):
+        pts = [(m["cycle"], _num(m["accuracy_global"])) for m in alg.metrics]
+        pts = [(c, a) for c, a in pts if a is not None and _num(c) is not None]
+        if not pts:
+            continue
+        any_data = True
+        ax.plot(*zip(*pts, strict=True), "-o", color=col, lw=2, label=f"{alg.name} (global)")
+        per: dict[str, list[tuple[float, float]]] = {}
+        for m in alg.metrics:
+            if _num(m["cycle"]) is None:
+                continue
+            for cid, a in _local_acc(m, alg.clusters).items():
+                per.setdefault(cid, []).append((m["cycle"], a))
+        markers = "sv^Dpx*"
+        for i, (cid, cp) in enumerate(sorted(per.items())):
+            ax.plot(
+                *zip(*cp, strict=True),
+                "--",
+                marker=markers[i % len(markers)],
+                ms=3,
+                color=col,
+                alpha=0.55,
+                lw=1,
+                label=f"{alg.name} local {cid}",
+            )
+        if alg.target_accuracy is not None:
+            ax.axhline(alg.target_accuracy, color="0.5", ls=":", lw=1)
+    if not any_data:
+        _empty(ax, "no metrics recorded")
+    else:
+        ax.legend(fontsize=7, ncol=2)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("orbital cycle")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy per orbital cycle (solid: global, dashed: local per cluster)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _fig_accuracy_time(run: RunData, path: Path) -> Path:
+    fig = _new_figure(8, 4.5)
+    ax = fig.add_subplot()
+    t_max = max((_num(m["t_s"]) or 0.0 for a in run.algorithms for m in a.metrics), default=0.0)
+    div, unit = _time_unit(t_max)
+    any_data = False
+    for alg, col in zip(run.algorithms, _colours(len(run.algorithms)), strict=True):
+        pts = [(_num(m["t_s"]), _num(m["accuracy_global"])) for m in alg.metrics]
+        pts = sorted((t, a) for t, a in pts if t is not None and a is not None)
+        if not pts:
+            continue
+        any_data = True
+        ax.step(
+            [t / div for t, _ in pts],
+            [a for _, a in pts],
+            "-o",
+            where="post",
+            color=col,
+            label=alg.name,
+        )
+        if alg.target_accuracy is not None:
+            ax.axhline(alg.target_accuracy, color="0.5", ls=":", lw=1)
+    if any_data:
+        ax.legend()
+    else:
+        _empty(ax, "no metrics recorded")
+    ax.set_xlabel(f"emulated time [{unit}]")
+    ax.set_ylabel("global accuracy")
+    ax.set_title("Global accuracy over emulated time (end of each orbital cycle)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _fig_upload_times(run: RunData, path: Path) -> Path:
+    fig = _new_figure(10, 4.2)
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[3, 2])
+    cols = _colours(len(run.algorithms))
+    any_t = False
+    for alg, col in zip(run.algorithms, cols, strict=True):
+        t = sorted(x for u in alg.uploads if (x := _num(u.get("upload_time_s"))) is not None)
+        if not t:
+            continue
+        any_t = True
+        y = [(i + 1) / len(t) for i in range(len(t))]
+        ax1.step(t, y, where="post", color=col, label=f"{alg.name} (n={len(t)})")
+        ax1.plot(t, y, "o", ms=3, color=col)
+    if any_t:
+        ax1.legend()
+    else:
+        _empty(ax1, "no completed uploads")
+    ax1.set_xlabel("upload time, first transmission → accepted [s, emulated]")
+    ax1.set_ylabel("fraction of uploads ≤ t")
+    ax1.set_title("Upload-time distribution (ECDF)")
+    ax1.grid(alpha=0.3)
+
+    counts = [
+        Counter(int(p) for u in a.uploads if (p := _num(u.get("passes_used"))) is not None)
+        for a in run.algorithms
+    ]
+    keys = sorted(set().union(*counts)) if counts else []
+    n = max(len(run.algorithms), 1)
+    width = 0.8 / n
+    for i, (alg, cnt, col) in enumerate(zip(run.algorithms, counts, cols, strict=True)):
+        ax2.bar(
+            [k + (i - (n - 1) / 2) * width for k in keys],
+            [cnt.get(k, 0) for k in keys],
+            width=width,
+            color=col,
+            label=alg.name,
+        )
+    if keys:
+        ax2.set_xticks(keys)
+        ax2.legend()
+    else:
+        _empty(ax2, "no uploads")
+    ax2.set_xlabel("passes used")
+    ax2.set_ylabel("uploads")
+    ax2.set_title("Passes used per upload")
+    ax2.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def _rates(u: dict[str, Any]) -> tuple[float, float] | None:
+    """(achieved goodput, Shannon-predicted rate) of one upload [bit/s]."""
+    g = _num(u.get("goodput_bps"))
+    size = _num(u.get("size_bytes"))
+    pred = _num(u.get("predicted_shannon_s"))
+    if g is None or size is None or pred is None or pred <= 0 or g <= 0:
+        return None
+    return g, size * 8 / pred
+
+
+def _fig_goodput(run: RunData, path: Path) -> Path:
+    fig = _new_figure(11, 4.5)
+    ax1, ax2 = fig.subplots(1, 2)
+    cols = _colours(len(run.algorithms))
+    t_max = max(
+        (_num(u.get("first_tx_s")) or 0 for a in run.algorithms for u in a.uploads), default=0.0
+    )
+    div, unit = _time_unit(t_max)
+    lo, hi = math.inf, 0.0
+    for alg, col in zip(run.algorithms, cols, strict=True):
+        pts = [(u, r) for u in alg.uploads if (r := _rates(u)) is not None]
+        if not pts:
+            continue
+        g = [r[0] / 1e3 for _, r in pts]
+        s = [r[1] / 1e3 for _, r in pts]
+        lo, hi = min(lo, *g, *s), max(hi, *g, *s)
+        ax1.scatter(s, g, color=col, s=18, label=alg.name)
+        t = [(_num(u.get("first_tx_s")) or 0.0) / div for u, _ in pts]
+        ax2.vlines(t, g, s, color=col, alpha=0.4, lw=1)
+        ax2.scatter(t, s, marker="_", color=col, s=60)
+        ax2.scatter(t, g, marker="o", color=col, s=14, label=f"{alg.name}: achieved")
+    if hi > 0:
+        ax1.plot([lo, hi], [lo, hi], color="0.4", ls="--", lw=1, label="achieved = Shannon")
+        ax1.legend(fontsize=8)
+        ax2.legend(fontsize=8)
+    else:
+        _empty(ax1, "no upload with goodput and Shannon prediction")
+        _empty(ax2, "no upload with goodput and Shannon prediction")
+    ax1.set_xlabel("Shannon-predicted rate over the pass [kbit/s]")
+    ax1.set_ylabel("achieved goodput [kbit/s]")
+    ax1.set_title("Per upload: achieved vs Shannon (gap = below diagonal)")
+    ax2.set_xlabel(f"first transmission [{unit}, emulated]")
+    ax2.set_ylabel("rate [kbit/s]")
+    ax2.set_title("Over time: dot achieved, bar Shannon, line = gap")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _break_gaps(ts: list[float], ys: list[float], gap: float) -> tuple[list[float], list[float]]:
+    """Insert NaN where consecutive samples are more than ``gap`` apart (no line across)."""
+    ot: list[float] = []
+    oy: list[float] = []
+    for i, (t, y) in enumerate(zip(ts, ys, strict=True)):
+        if i and t - ts[i - 1] > gap:
+            ot.append(math.nan)
+            oy.append(math.nan)
+        ot.append(t)
+        oy.append(y)
+    return ot, oy
+
+
+def _fig_link(alg: AlgorithmRun, path: Path) -> Path:
+    clusters = list(alg.clusters)
+    for r in alg.link:
+        if str(r["cluster"]) not in clusters:
+            clusters.append(str(r["cluster"]))
+    ccol = dict(zip(clusters, _colours(len(clusters)), strict=True))
+    fig = _new_figure(12, 9)
+    axes = fig.subplots(4, 1, sharex=True, height_ratios=[3, 3, 3, 2])
+    t_all = [_num(r["t_s"]) or 0.0 for r in alg.link]
+    t_all += [
+        x
+        for u in alg.uploads
+        for k in ("first_tx_s", "accepted_s")
+        if (x := _num(u.get(k))) is not None
+    ]
+    div, unit = _time_unit(max(t_all, default=0.0))
+    for cid in clusters:
+        rows = [r for r in alg.link if str(r["cluster"]) == cid]
+        ts = [float(r["t_s"]) for r in rows]
+        for ax, key in zip(axes[:3], ("elevation_deg", "snr_db", "doppler_hz"), strict=True):
+            ys = [_num(r.get(key)) for r in rows]
+            tt, yy = _break_gaps(
+                [t / div for t in ts], [math.nan if y is None else y for y in ys], 30.0 / div
+            )
+            ax.plot(tt, yy, color=ccol[cid], lw=1.2, label=cid)
+        for a, b in alg.windows.get(cid, []):
+            for ax in axes[:3]:
+                ax.axvspan(a / div, b / div, color=ccol[cid], alpha=0.07, lw=0)
+    axes[0].set_ylabel("elevation [deg]")
+    axes[1].set_ylabel("SNR [dB]")
+    axes[2].set_ylabel("Doppler [Hz]")
+    if alg.link:
+        axes[0].legend(title="cluster", fontsize=8, loc="upper right")
+    else:
+        _empty(axes[0], "no link samples (link.jsonl)")
+    # Upload lane: one row per cluster (one sub-row per device), span first_tx → accepted
+    # (or confirmed / LOS of the first window when never accepted); colour = status.
+    lane = axes[3]
+    devices: dict[str, list[str]] = {}
+    for u in alg.uploads:
+        devices.setdefault(str(u.get("cluster", u.get("sender", "?"))), [])
+        dl = devices[str(u.get("cluster", u.get("sender", "?")))]
+        if str(u.get("device")) not in dl:
+            dl.append(str(u.get("device")))
+    seen_status: set[str] = set()
+    for u in alg.uploads:
+        cid = str(u.get("cluster", u.get("sender", "?")))
+        t0 = _num(u.get("first_tx_s"))
+        if cid not in ccol or t0 is None:
+            continue
+        t1 = _num(u.get("accepted_s"))
+        if t1 is None:
+            t1 = _num(u.get("confirmed_s")) or _num(u.get("window_los_s")) or t0
+        status = str(u.get("status"))
+        col = _STATUS_COLOURS.get(status, "#d62728")
+        dl = devices[cid]
+        h = 0.8 / len(dl)
+        y = clusters.index(cid) - 0.4 + h * (dl.index(str(u.get("device"))) + 0.5)
+        lane.barh(
+            y,
+            max(t1 - t0, 0.0) / div,
+            left=t0 / div,
+            height=h * 0.85,
+            color=col,
+            alpha=0.75,
+            edgecolor="k",
+            lw=0.3,
+            label=None if status in seen_status else status,
+        )
+        seen_status.add(status)
+        axes[0].plot([t0 / div], [0], marker="^", ms=5, color=col, clip_on=False)
+    lane.set_yticks(range(len(clusters)), clusters)
+    lane.set_ylabel("uploads\n(per device)")
+    if seen_status:
+        lane.legend(fontsize=8, loc="upper right", title="status")
+    lane.set_xlabel(f"emulated time [{unit}]")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"{alg.name}: link state per cluster (contact windows shaded), uploads first tx → accepted"
+    )
+    return _save(fig, path)
+
+
+def _membership(alg: AlgorithmRun) -> tuple[list[str], list[str], list[list[int]]]:
+    """Rows (cluster/device), columns (aggregations) and cell codes.
+
+    Codes: 0 no entry, 1 included, 2 late, 3 lost, 4 not sent, 5 other reason.
+    """
+    code = {"late": 2, "lost": 3, "not_sent": 4}
+    rows: list[str] = []
+    cols: list[str] = []
+    cells: list[dict[str, int]] = []
+    for agg in alg.aggregations:
+        cell: dict[str, int] = {}
+        for key, entries in (("included", agg.get("included")), ("missing", agg.get("missing"))):
+            for e in entries or []:
+                if not isinstance(e, dict):
+                    continue
+                r = f"{e.get('cluster')}/{e.get('device')}"
+                if r not in rows:
+                    rows.append(r)
+                cell[r] = 1 if key == "included" else code.get(str(e.get("reason")), 5)
+        stage = agg.get("stage")
+        cols.append(
+            f"c{agg.get('cycle')} {agg.get('cluster', '')}" + (f"\n{stage}" if stage else "")
+        )
+        cells.append(cell)
+    rows.sort()
+    grid = [[c.get(r, 0) for c in cells] for r in rows]
+    return rows, cols, grid
+
+
+def _fig_membership(alg: AlgorithmRun, path: Path) -> Path:
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    rows, cols, grid = _membership(alg)
+    colours = ["#ffffff", "#2ca02c", "#ff7f0e", "#d62728", "#9e9e9e", "#9467bd"]
+    names = ["no entry", "included", "late", "lost", "not sent", "other"]
+    fig = _new_figure(max(6.0, 0.45 * len(cols) + 3), max(3.0, 0.35 * len(rows) + 2))
+    ax = fig.add_subplot()
+    if rows and cols:
+        ax.imshow(
+            grid,
+            cmap=ListedColormap(colours),
+            vmin=-0.5,
+            vmax=5.5,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=90)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_xticks([x - 0.5 for x in range(1, len(cols))], minor=True)
+        ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
+        ax.grid(which="minor", color="0.85", lw=0.5)
+        ax.tick_params(which="minor", length=0)
+        used = sorted({v for r in grid for v in r} - {0})
+        ax.legend(
+            handles=[Patch(color=colours[v], label=names[v]) for v in used],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+        )
+    else:
+        _empty(ax, "no aggregations recorded")
+    ax.set_xlabel("aggregation (cycle, connected cluster, stage)")
+    ax.set_ylabel("cluster/device")
+    ax.set_title(f"{alg.name}: aggregation membership")
+    return _save(fig, path)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def make_figures(run: RunData, out_dir: Path) -> list[tuple[str, Path]]:
+    """Write every figure as PNG under ``out_dir``; returns (caption, path) pairs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figs = [
+        ("Accuracy vs orbital cycle", _fig_accuracy_cycle(run, out_dir / "accuracy_cycle.png")),
+        ("Accuracy vs emulated time", _fig_accuracy_time(run, out_dir / "accuracy_time.png")),
+        (
+            "Upload-time distribution and passes used",
+            _fig_upload_times(run, out_dir / "upload_times.png"),
+        ),
+        (
+            "Achieved goodput vs predicted Shannon capacity",
+            _fig_goodput(run, out_dir / "goodput_shannon.png"),
+        ),
+    ]
+    for alg in run.algorithms:
+        figs.append(
+            (
+                f"{alg.name}: elevation / SNR / Doppler with uploads",
+                _fig_link(alg, out_dir / f"link_{_safe(alg.name)}.png"),
+            )
+        )
+    for alg in run.algorithms:
+        figs.append(
+            (
+                f"{alg.name}: aggregation membership per cycle",
+                _fig_membership(alg, out_dir / f"membership_{_safe(alg.name)}.png"),
+            )
+        )
+    return figs
+
+
+# -- HTML -------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+figure{margin:2em 0}img{max-width:100%;border:1px solid #eee}
+figcaption{font-weight:600;margin-bottom:.4em}.warn{color:#a33}
+figure p{margin:.2em 0 .6em;color:#555;font-size:.9em}
+"""
+
+
+_NOTES = {
+    "accuracy_cycle": "Global accuracy (solid) and each cluster's local accuracy (dashed) at "
+    "the end of each orbital cycle; dotted line: target accuracy.",
+    "accuracy_time": "Global accuracy against emulated time (end of each cycle): link delays "
+    "stretch the time axis.",
+    "upload_times": "Left: ECDF of upload time (first transmission to hash-verified "
+    "acceptance). Right: how many contact windows each upload needed.",
+    "goodput_shannon": "Achieved goodput (size·8 / upload time) against the rate predicted by "
+    "the pass-integrated Shannon capacity for the same bytes (size·8 / predicted_shannon_s).",
+    "link_": "Elevation, SNR and Doppler per cluster (contact windows shaded in the cluster's "
+    "colour); bottom: each upload from first transmission to acceptance (to the LOS of its "
+    "window when never accepted), coloured by status; triangles mark first transmissions.",
+    "membership_": "Each aggregation (column) and each cluster/device (row): included, late, "
+    "lost or not sent; white: no entry for that device in that aggregation.",
+}
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.1f}" if abs(v) >= 10 else f"{v:.{digits}g}"
+    return html.escape(str(v))
+
+
+def _table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
+    h = "".join(
+        f'<th class="l">{html.escape(x)}</th>' if i < left else f"<th>{html.escape(x)}</th>"
+        for i, x in enumerate(headers)
+    )
+    body = []
+    for r in rows:
+        tds = "".join(
+            f'<td class="l">{_fmt(x)}</td>' if i < left else f"<td>{_fmt(x)}</td>"
+            for i, x in enumerate(r)
+        )
+        body.append(f"<tr>{tds}</tr>")
+    return f"<table><tr>{h}</tr>{''.join(body)}</table>"
+
+
+def _html(run: RunData, summary: dict[str, Any], figs: list[tuple[str, Path]]) -> str:
+    e = html.escape
+    info = run.info
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Run report: {e(str(info.get('scenario', run.path.name)))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Run report: {e(str(info.get('scenario', run.path.name)))}</h1>",
+        _table(
+            ["run", "scenario", "algorithms", "status", "started", "finished"],
+            [
+                [
+                    str(run.path),
+                    info.get("scenario"),
+                    ", ".join(a.name for a in run.algorithms),
+                    info.get("status"),
+                    info.get("started_wall"),
+                    info.get("finished_wall"),
+                ]
+            ],
+            left=6,
+        ),
+        "<h2>Summary</h2>",
+    ]
+    rows = []
+    for alg in run.algorithms:
+        s = summary["algorithms"][alg.name]
+        reasons = ", ".join(f"{k} {v}" for k, v in s["missing_by_reason"].items() if v)
+        rows.append(
+            [
+                alg.name,
+                s["cycles"],
+                s["target_accuracy"],
+                s["cycles_to_target"] if s["cycles_to_target"] is not None else "not reached",
+                s["time_to_target_s"],
+                s["final_accuracy"],
+                s["uploads"],
+                s["uploads_accepted"],
+                s["upload_time_mean_s"],
+                s["upload_time_max_s"],
+                s["uploads_multi_pass"],
+                s["aggregations"],
+                s["missed_aggregations"],
+                reasons or "–",
+            ]
+        )
+    parts.append(
+        _table(
+            [
+                "algorithm",
+                "cycles",
+                "target",
+                "cycles to target",
+                "time to target [s]",
+                "final accuracy",
+                "uploads",
+                "accepted",
+                "mean upload [s]",
+                "max upload [s]",
+                "uploads > 1 pass",
+                "aggregations",
+                "missed (payload × aggregation)",
+                "by reason",
+            ],
+            rows,
+        )
+    )
+    parts.append("<h2>Missing payloads</h2>")
+    missing = [m for a in run.algorithms for m in _missing_entries(a)]
+    if missing:
+        parts.append(
+            _table(
+                [
+                    "algorithm",
+                    "payload",
+                    "reason",
+                    "cycle",
+                    "aggregation (cluster)",
+                    "stage",
+                    "t_agg [s]",
+                    "cluster",
+                    "device",
+                    "upload status",
+                    "accepted [s]",
+                    "passes used",
+                ],
+                [
+                    [
+                        m["algorithm"],
+                        m["payload"],
+                        m["reason"],
+                        m["cycle"],
+                        m["phase_cluster"],
+                        m["stage"],
+                        m["t_agg_s"],
+                        m["cluster"],
+                        m["device"],
+                        m["upload_status"],
+                        m["accepted_s"],
+                        m["passes_used"],
+                    ]
+                    for m in missing
+                ],
+                left=3,
+            )
+        )
+    else:
+        parts.append("<p>Every aggregation included every expected payload.</p>")
+    bad = [(a.name, f, n) for a in run.algorithms for f, n in sorted(a.malformed.items())]
+    absent = [(a.name, f) for a in run.algorithms for f in a.absent]
+    if bad or absent:
+        parts.append("<h2>Input problems</h2>")
+        if bad:
+            parts.append('<p class="warn">Malformed lines were skipped:</p>')
+            parts.append(_table(["algorithm", "file", "malformed lines skipped"], bad, left=2))
+        if absent:
+            parts.append(_table(["algorithm", "file not found"], absent, left=2))
+    parts.append("<h2>Figures</h2>")
+    for caption, path in figs:
+        b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+        note = next((t for k, t in _NOTES.items() if path.name.startswith(k)), "")
+        parts.append(
+            f"<figure><figcaption>{e(caption)}</figcaption><p>{e(note)}</p>"
+            f'<img alt="{e(caption)}" src="data:image/png;base64,{b64}"></figure>'
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> ReportResult:
+    """Read ``run_dir``, write the figures and ``index.html`` under ``out_dir``.
+
+    Parameters
+    ----------
+    run_dir : the run directory (``run.json`` + one subdirectory per algorithm)
+    out_dir : where to write; default ``run_dir/report``
+
+    Returns
+    -------
+    ReportResult
+        path of ``index.html``, the PNG paths and the summary (see :func:`summarize`).
+    """
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.path / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise UserError(f"{out}: cannot create output directory: {ex.strerror or ex}") from ex
+    summary = summarize(run)
+    figs = make_figures(run, out)
+    index = out / "index.html"
+    index.write_text(_html(run, summary, figs), encoding="utf-8")
+    log.info("wrote %s", index)
+    return ReportResult(report=index, figures=[p for _, p in figs], summary=summary)

@@ -1,0 +1,428 @@
+"""`testbed report`: figures and a self-contained HTML page from a run directory.
+
+The run directories are written here by a helper that follows the run-directory layout
+(issue 6 contract, section 2): two algorithms, three clusters, a few orbital cycles, some
+uploads that need a second pass, and late / lost / not-sent payloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CLUSTERS = ("c1", "c2", "c3")
+SLOT_S = 120.0
+CYCLES = 3
+DEVICES = 2
+
+
+def _slot(cycle: int, ci: int) -> tuple[float, float]:
+    """Ideal schedule: one cluster per slot, consecutive; cycles numbered from 1."""
+    a = ((cycle - 1) * len(CLUSTERS) + ci) * SLOT_S
+    return a, a + SLOT_S
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]], garbage: list[str] = ()) -> None:
+    lines = [json.dumps(r) for r in rows]
+    for i, g in enumerate(garbage):  # spread malformed lines through the file
+        lines.insert(min(2 * i + 1, len(lines)), g)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_algorithm(root: Path, name: str, slow: float, garbage: dict[str, list[str]]) -> dict:
+    """One ``RUN/<name>/`` subdirectory; returns the records written (for the assertions).
+
+    ``slow`` scales upload times: with ``slow`` large, some uploads overrun their slot and are
+    accepted in the cluster's next slot (2 passes) → "late" at the aggregation.
+    """
+    d = root / name
+    (d / "payloads").mkdir(parents=True)
+    (d / "nodes").mkdir()
+    windows = {
+        cid: [list(_slot(k, i)) for k in range(1, CYCLES + 2)] for i, cid in enumerate(CLUSTERS)
+    }
+    scenario = "\n".join(
+        [
+            "[scenario]",
+            'name = "unit"',
+            "seed = 0",
+            "[algorithm]",
+            f'name = "{name}"',
+            f"cycles = {CYCLES}",
+            "target_accuracy = 0.6",
+        ]
+        + [f'[[cluster]]\nid = "{c}"\nlat_deg = 0.0\nlon_deg = 0.0\ndevices = 2' for c in CLUSTERS]
+    )
+    (d / "scenario.toml").write_text(scenario + "\n")
+    (d / "emulator.toml").write_text("[emulator]\n")
+    (d / "windows.json").write_text(json.dumps(windows))
+
+    uploads, aggs, metrics, link = [], [], [], []
+    for k in range(1, CYCLES + 1):
+        for i, cid in enumerate(CLUSTERS):
+            aos, los = _slot(k, i)
+            included, missing = [], []
+            for dev in range(DEVICES):
+                payload = f"{cid}-d{dev}-r{k}.safetensors"
+                (d / "payloads" / payload).write_bytes(b"\0" * 16)
+                if (k, cid, dev) == (2, "c3", 1):  # device dropped out: nothing sent
+                    missing.append(
+                        {"payload": payload, "cluster": cid, "device": dev, "reason": "not_sent"}
+                    )
+                    continue
+                first = aos + 10.0 + 5 * dev
+                size = 200_000 + 10_000 * dev
+                up = slow * (30.0 + 20 * dev + 15 * i + 5 * k)
+                lost = (k, cid, dev) == (1, "c2", 0) and name == "baseline"
+                accepted: float | None = first + up
+                passes = 1
+                if accepted is not None and accepted > los - 5:  # overran: next pass
+                    accepted = windows[cid][k][0] + (accepted - los) + 5
+                    passes = 2
+                if lost:
+                    accepted, passes = None, 1
+                rec = {
+                    "transfer_id": f"{k:02d}{i:02d}{dev:02d}",
+                    "sender": f"{cid}-d{dev}",
+                    "round": k,
+                    "kind": "lora",
+                    "size_bytes": size,
+                    "sha256": "0" * 64,
+                    "status": "accepted" if accepted is not None else "incomplete",
+                    "first_tx_s": first,
+                    "accepted_s": accepted,
+                    "confirmed_s": accepted,
+                    "upload_time_s": None if accepted is None else accepted - first,
+                    "wall_s": 1.0,
+                    "passes_used": passes,
+                    "fragments": 200,
+                    "fragments_sent": 220,
+                    "fragments_retransmitted": 20,
+                    "goodput_bps": None if accepted is None else size * 8 / (accepted - first),
+                    "airtime_s": 20.0,
+                    "predicted_shannon_s": 0.4 * up,
+                    "stats": {},
+                    "cluster": cid,
+                    "device": dev,
+                    "cycle": k,
+                    "stage": "full",
+                    "payload": payload,
+                    "ready_s": first - 1.0,
+                    "window_los_s": los,
+                }
+                uploads.append(rec)
+                t_agg = los
+                if accepted is not None and accepted <= t_agg:
+                    included.append(
+                        {"payload": payload, "cluster": cid, "device": dev, "accepted_s": accepted}
+                    )
+                else:
+                    missing.append(
+                        {
+                            "payload": payload,
+                            "cluster": cid,
+                            "device": dev,
+                            "reason": "lost" if accepted is None else "late",
+                        }
+                    )
+            aggs.append(
+                {
+                    "cycle": k,
+                    "cluster": cid,
+                    "stage": "full",
+                    "t_agg_s": los,
+                    "included": included,
+                    "missing": missing,
+                }
+            )
+            for t in range(int(aos) - 120, int(los) + 121, 5):
+                x = (t - (aos + los) / 2) / 60
+                link.append(
+                    {
+                        "cluster": cid,
+                        "t_s": float(t),
+                        "elevation_deg": max(0.0, 60 - 20 * x * x),
+                        "snr_db": 12 - 3 * x * x,
+                        "doppler_hz": -400 * x,
+                        "visible": aos <= t <= los,
+                    }
+                )
+        acc = 0.3 + (0.15 if slow < 1.5 else 0.1) * k
+        metrics.append(
+            {
+                "algorithm": name,
+                "cycle": k,
+                "t_s": _slot(k, len(CLUSTERS) - 1)[1],
+                "wall_s": 10.0 * k,
+                "accuracy_global": acc,
+                "accuracy_local": [acc - 0.05, acc + 0.02, acc - 0.01],
+                "uplink_bytes": 1_000_000 * k,
+                "peak_memory_bytes": 1 << 28,
+            }
+        )
+    _write_jsonl(d / "uploads.jsonl", uploads, garbage.get("uploads", []))
+    _write_jsonl(d / "aggregations.jsonl", aggs, garbage.get("aggregations", []))
+    _write_jsonl(d / "metrics.jsonl", metrics, garbage.get("metrics", []))
+    _write_jsonl(d / "link.jsonl", link, garbage.get("link", []))
+    (d / "events.jsonl").write_text("")
+    return {"uploads": uploads, "aggregations": aggs, "metrics": metrics}
+
+
+# Malformed lines: not JSON, not an object, a required key missing, a time that is not a
+# number, a membership that is not a list.
+ALGS = {
+    "emsfl-enhanced": (
+        1.0,
+        {
+            "metrics": ["{not json"],
+            "aggregations": ['{"cycle": 1, "included": "x", "missing": []}'],
+        },
+    ),
+    "baseline": (
+        2.2,
+        {
+            "uploads": ["[1, 2]", '{"status": "accepted"}'],
+            "link": ["xx", '{"cluster": "c1", "t_s": null}'],
+        },
+    ),
+}
+MALFORMED = {
+    "emsfl-enhanced": {"metrics.jsonl": 1, "aggregations.jsonl": 1},
+    "baseline": {"uploads.jsonl": 2, "link.jsonl": 2},
+}
+
+
+def write_run(root: Path) -> dict[str, dict]:
+    """A complete run directory under ``root``; returns the records per algorithm."""
+    root.mkdir(parents=True, exist_ok=True)
+    recs = {n: write_algorithm(root, n, slow, g) for n, (slow, g) in ALGS.items()}
+    (root / "run.json").write_text(
+        json.dumps(
+            {
+                "scenario": "unit",
+                "algorithms": list(ALGS),
+                "started_wall": "2026-01-01T00:00:00Z",
+                "finished_wall": "2026-01-01T00:05:00Z",
+                "status": "ok",
+                "report": None,
+            }
+        )
+    )
+    return recs
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A run directory and the report written from it (once per module: matplotlib is slow)."""
+    from testbed.report import write_report
+
+    root = tmp_path_factory.mktemp("run") / "RUN"
+    recs = write_run(root)
+    res = write_report(root)
+    return root, recs, res
+
+
+def _parser() -> argparse.ArgumentParser:
+    from testbed.commands import report
+
+    p = argparse.ArgumentParser(prog="testbed")
+    report.register(p.add_subparsers(dest="command"))
+    return p
+
+
+# -- the page and the figures -----------------------------------------------------------------
+def test_html_is_self_contained(built):
+    root, _, res = built
+    assert res.report == root / "report" / "index.html"
+    page = res.report.read_text()
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == len(res.figures)
+    assert "href=" not in page and "<script" not in page
+    assert "data:image/png;base64," in page
+
+
+def test_pngs_exist_and_are_png(built):
+    root, _, res = built
+    names = {p.name for p in res.figures}
+    assert {
+        "accuracy_cycle.png",
+        "accuracy_time.png",
+        "upload_times.png",
+        "goodput_shannon.png",
+        "link_emsfl-enhanced.png",
+        "link_baseline.png",
+        "membership_emsfl-enhanced.png",
+        "membership_baseline.png",
+    } <= names
+    for p in res.figures:
+        assert p.parent == root / "report"
+        assert p.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_html_names_algorithms_and_missing_payloads(built):
+    _, recs, res = built
+    page = res.report.read_text()
+    for name, r in recs.items():
+        assert name in page
+        for agg in r["aggregations"]:
+            for m in agg["missing"]:
+                row = re.search(
+                    rf"<td[^>]*>{re.escape(name)}</td><td[^>]*>{re.escape(m['payload'])}</td>"
+                    rf"<td[^>]*>{m['reason']}</td>",
+                    page,
+                )
+                assert row, (name, m)
+
+
+def test_summary_matches_input(built):
+    _, recs, res = built
+    s = res.summary
+    assert set(s["algorithms"]) == set(ALGS)
+    for name, r in recs.items():
+        a = s["algorithms"][name]
+        ups = r["uploads"]
+        times = [u["upload_time_s"] for u in ups if u["upload_time_s"] is not None]
+        assert a["uploads"] == len(ups)
+        assert a["uploads_multi_pass"] == sum(u["passes_used"] > 1 for u in ups)
+        assert a["upload_time_mean_s"] == pytest.approx(sum(times) / len(times))
+        assert a["upload_time_max_s"] == pytest.approx(max(times))
+        missing = [m for g in r["aggregations"] for m in g["missing"]]
+        assert a["missed_aggregations"] == len(missing)
+        for reason in ("late", "lost", "not_sent"):
+            assert a["missing_by_reason"][reason] == sum(m["reason"] == reason for m in missing)
+        accs = [m["accuracy_global"] for m in r["metrics"]]
+        assert a["final_accuracy"] == pytest.approx(accs[-1])
+        first = next((i + 1 for i, x in enumerate(accs) if x >= 0.6), None)
+        assert a["cycles_to_target"] == first
+        assert a["malformed_lines"] == MALFORMED[name]
+    # the fixture is realistic: both kinds of trouble happen
+    assert s["algorithms"]["baseline"]["uploads_multi_pass"] > 0
+    assert s["algorithms"]["baseline"]["missing_by_reason"]["lost"] == 1
+    assert s["algorithms"]["emsfl-enhanced"]["cycles_to_target"] == 2
+    assert s["algorithms"]["baseline"]["cycles_to_target"] == 3
+    assert s["malformed_lines"] == 6
+
+
+def test_malformed_lines_reported_in_html(built):
+    _, _, res = built
+    page = res.report.read_text()
+    assert "Malformed lines were skipped" in page
+    assert re.search(r"baseline</td><td[^>]*>uploads.jsonl</td><td[^>]*>2<", page)
+    assert re.search(r"emsfl-enhanced</td><td[^>]*>metrics.jsonl</td><td[^>]*>1<", page)
+
+
+def test_membership_grid_codes(built):
+    from testbed.report import _membership as membership
+    from testbed.report import load_run
+
+    root, recs, _ = built
+    run = load_run(root)
+    alg = next(a for a in run.algorithms if a.name == "baseline")
+    rows, cols, grid = membership(alg)
+    assert len(cols) == CYCLES * len(CLUSTERS)
+    assert rows == sorted(f"{c}/{d}" for c in CLUSTERS for d in range(DEVICES))
+    code = {"late": 2, "lost": 3, "not_sent": 4}
+    for j, agg in enumerate(recs["baseline"]["aggregations"]):
+        for e in agg["included"]:
+            assert grid[rows.index(f"{e['cluster']}/{e['device']}")][j] == 1
+        for e in agg["missing"]:
+            assert grid[rows.index(f"{e['cluster']}/{e['device']}")][j] == code[e["reason"]]
+
+
+# -- command line -----------------------------------------------------------------------------
+def test_handler_json_and_out_dir(built, tmp_path, capsys):
+    root, _, _ = built
+    out = tmp_path / "elsewhere"
+    args = _parser().parse_args(["report", str(root), "--out", str(out), "--json"])
+    assert args.func(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"] == str(out / "index.html")
+    assert all(Path(f).parent == out and Path(f).is_file() for f in doc["figures"])
+    assert doc["summary"]["algorithms"]["baseline"]["missing_by_reason"]["lost"] == 1
+    # the page works when copied alone
+    alone = tmp_path / "alone.html"
+    alone.write_bytes(Path(doc["report"]).read_bytes())
+    assert alone.read_text().count("data:image/png;base64,") == len(doc["figures"])
+
+
+def test_handler_text(tmp_path, capsys):
+    root = tmp_path / "run"
+    (root / "baseline").mkdir(parents=True)
+    (root / "baseline" / "metrics.jsonl").write_text(
+        json.dumps({"cycle": 1, "t_s": 600.0, "accuracy_global": 0.5}) + "\nnot json\n"
+    )
+    (root / "run.json").write_text(json.dumps({"scenario": "x", "algorithms": ["baseline"]}))
+    args = _parser().parse_args(["report", str(root)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "baseline: final accuracy 0.500" in out
+    assert "1 malformed input line(s) skipped" in out
+    assert f"report: {root / 'report' / 'index.html'}" in out
+
+
+@pytest.mark.parametrize(
+    ("setup", "needle"),
+    [
+        ("missing", "not a run directory"),
+        ("file", "not a run directory"),
+        ("no_run_json", "no run.json"),
+        ("bad_run_json", "not valid JSON"),
+        ("no_algorithms", "no algorithm subdirectory"),
+    ],
+)
+def test_bad_input_is_one_line_user_error(tmp_path, setup, needle):
+    from testbed.report import write_report
+
+    target = tmp_path / "run"
+    if setup == "file":
+        target.write_text("x")
+    elif setup != "missing":
+        target.mkdir()
+        if setup == "bad_run_json":
+            (target / "run.json").write_text("{oops")
+        elif setup == "no_algorithms":
+            (target / "run.json").write_text(json.dumps({"algorithms": ["baseline"]}))
+    with pytest.raises(UserError) as ei:
+        write_report(target)
+    msg = str(ei.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_partial_run_is_reported(tmp_path):
+    """An interrupted run: one algorithm missing, files absent, empty records."""
+    from testbed.report import write_report
+
+    root = tmp_path / "run"
+    (root / "baseline").mkdir(parents=True)
+    (root / "baseline" / "metrics.jsonl").write_text("garbage\n")
+    (root / "run.json").write_text(
+        json.dumps({"scenario": "x", "algorithms": ["emsfl", "baseline"], "status": "failed"})
+    )
+    res = write_report(root)
+    a = res.summary["algorithms"]["baseline"]
+    assert list(res.summary["algorithms"]) == ["baseline"]
+    assert a["malformed_lines"] == {"metrics.jsonl": 1} and a["final_accuracy"] is None
+    assert "uploads.jsonl" in a["absent_files"]
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in res.figures)
+
+
+@pytest.mark.integration
+def test_cli_end_to_end(built, tmp_path, cli):
+    """``python -m testbed.cli report`` as a user runs it (needs the lead's wiring in cli.py)."""
+    root, _, _ = built
+    r = cli("report", str(root), "--out", str(tmp_path / "r"), "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["report"] == str(tmp_path / "r" / "index.html")
+    bad = cli("report", str(tmp_path / "nope"), timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "not a run directory" in bad.stderr

@@ -26,7 +26,9 @@ _COMMAND_MODULES = (
     "testbed.commands.channel",
     "testbed.commands.transfer",
     "testbed.fl.cli",
-    "testbed.commands.demo",
+    "testbed.commands.run",
+    "testbed.commands.report",
+    "testbed.commands.replay",
 )
 
 

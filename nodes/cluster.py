@@ -1,0 +1,213 @@
+"""The ground cluster node: local training on command, uploads through the channel emulator.
+
+``testbed node cluster --id ID --scenario FILE --out DIR --token T`` connects a DEALER to the
+satellite's control ROUTER and serves its commands (nodes/control.py). Training runs for real;
+its emulated duration is the scenario's ``time.round_s`` (``fixed``) or the measured wall
+compute × ``time.device_speed_factor`` (``measured``; devices of a cluster train in parallel in
+the field, so the measured time of the sequential loop is divided by the device count).
+
+Uploads: every device's payload is written to ``DIR/payloads/`` (bytes + manifest) and sent
+through the emulator, one after the other on the cluster's uplink, inside the cluster's
+windows; a transfer still open at the window's LOS is frozen and — with
+``time.late_policy = "next"`` — resumed first at the next window, or cancelled with ``drop``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from nodes import control
+from nodes.payload import manifest_for, new_transfer_id
+from nodes.sender import SenderConfig, SenderDriver, SenderEngine, UploadRecord
+from nodes.wire import encode as wire_encode
+from nodes.zmq_link import EmulatorSenderLink, LinkEndpoints, LinkMux
+
+__all__ = ["ClusterNode"]
+
+log = logging.getLogger(__name__)
+
+_BITS = {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4, "adaptive": 2}
+
+
+@dataclass
+class _Pending:
+    driver: SenderDriver
+    meta: dict[str, Any]
+
+
+class ClusterNode:
+    """One cluster's process state (see the module docstring)."""
+
+    def __init__(
+        self,
+        scn: Any,
+        cluster_id: str,
+        out: Path,
+        token: str,
+        windows: list[tuple[float, float]],
+        geometry: Any,
+    ) -> None:
+        from nodes.fl_setup import build_strategy
+
+        self.scn = scn
+        self.cid = cluster_id
+        self.k = scn.cluster_index(cluster_id)
+        self.out = out
+        self.windows = windows
+        self.geometry = geometry
+        self.payload_dir = out / "payloads"
+        self.payload_dir.mkdir(parents=True, exist_ok=True)
+        self.strategy, _ = build_strategy(scn)
+        up = LinkEndpoints(*scn.link_endpoints(cluster_id, token))
+        down = LinkEndpoints(*scn.link_endpoints(f"{cluster_id}-down", token))
+        bitrate = scn.link.symbol_rate_hz * _BITS.get(scn.link.modulation, 2)
+        self.link = EmulatorSenderLink(up, down, src=cluster_id, bitrate_bps=bitrate)
+        self.mux = LinkMux(self.link)
+        self.pending: list[_Pending] = []
+        self.uplink_free_s = float("-inf")  # emulated end of this cluster's last uplink use
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, cluster_id.encode())
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(scn.control_endpoint(token))
+
+    # -- commands -------------------------------------------------------------------------
+    def serve(self) -> int:
+        """Serve control commands until ``stop``; returns an exit status."""
+        self.sock.send_multipart(control.encode("hello", cluster=self.cid))
+        while True:
+            frames = self.sock.recv_multipart()
+            try:
+                msg, blob = control.decode(frames)
+            except control.ControlError as e:
+                log.warning("bad control message dropped: %s", e)
+                continue
+            t = msg["type"]
+            if t == "stop":
+                self.link.close()
+                return 0
+            try:
+                reply = getattr(self, f"_on_{t}")(msg, blob)
+            except Exception as e:  # report, then fail: the satellite stops the run
+                log.exception("command %s failed", t)
+                self.sock.send_multipart(control.encode("error", message=f"{t}: {e}"))
+                return 1
+            if reply is not None:
+                self.sock.send_multipart(reply)
+
+    def _on_assign(self, msg: dict[str, Any], blob: bytes | None) -> None:
+        self.strategy.assignment = {int(k): list(v) for k, v in msg["assignment"].items()}
+        return None
+
+    def _on_train(self, msg: dict[str, Any], blob: bytes | None) -> list[bytes]:
+        from testbed.fl.strategy import peak_memory_bytes
+
+        w0 = time.perf_counter()
+        loss = self.strategy.train(self.k, msg["mode"])
+        wall = time.perf_counter() - w0
+        tm = self.scn.time
+        if tm.compute == "fixed":
+            dt = tm.round_s
+        else:
+            dt = wall / max(1, len(self.strategy.device_states[self.k])) * tm.device_speed_factor
+        return control.encode(
+            "trained",
+            cycle=msg["cycle"],
+            mode=msg["mode"],
+            t_end=msg["t_start"] + dt,
+            wall_s=wall,
+            loss=loss if loss == loss else None,
+            peak_memory_bytes=peak_memory_bytes(self.strategy.device),
+        )
+
+    def _on_download(self, msg: dict[str, Any], blob: bytes | None) -> list[bytes]:
+        from testbed.fl.payload import Payload
+
+        if blob is None:
+            raise ValueError("download without a payload frame")
+        self.strategy.receive(self.k, Payload.from_bytes(blob))
+        return control.encode("downloaded", cycle=msg["cycle"], stage=msg["stage"])
+
+    def _on_upload(self, msg: dict[str, Any], blob: bytes | None) -> list[bytes]:
+        """Resume the transfers frozen at an earlier LOS, then (unless ``stage`` is null: the
+        resume at AOS) send this stage's payloads, one after another on the uplink."""
+        cycle, stage = int(msg["cycle"]), msg["stage"]
+        t = max(float(msg["t_start"]), self.uplink_free_s)
+        deadline = float(msg["deadline"])
+        records: list[dict[str, Any]] = []
+        # Late transfers of earlier windows go first (or are cancelled).
+        still: list[_Pending] = []
+        for p in self.pending:
+            if self.scn.time.late_policy == "drop":
+                self._cancel(p, t)
+                rec = p.driver._record(0.0).to_dict()
+                rec["status"] = "cancelled"
+                records.append({**p.meta, **rec})
+                continue
+            p.driver.now = max(p.driver.now, t)
+            r = p.driver.run(deadline_s=deadline)
+            t = max(t, min(p.driver.now, deadline))
+            records.append({**p.meta, **self._finish(r)})
+            if r.status == "incomplete":
+                still.append(p)
+        self.pending = still
+        payloads = self.strategy.upload(self.k, stage, cycle) if stage else []
+        for p in payloads:
+            data = p.to_bytes()
+            name = f"{self.cid}_d{p.device}_c{cycle:03d}_{stage}"
+            m = manifest_for(
+                data,
+                f"{self.cid}-d{p.device}",
+                cycle,
+                self.scn.link.fragment_size,
+                p.expert_ids,
+                kind=stage,
+                name=f"{name}.safetensors",
+                created_s=t,
+            )
+            (self.payload_dir / f"{name}.safetensors").write_bytes(data)
+            (self.payload_dir / f"{name}.manifest.json").write_text(json.dumps(m.to_dict()))
+            tid = new_transfer_id()
+            drv = SenderDriver(
+                SenderEngine(tid, m, data),
+                self.mux.view(tid),
+                SenderConfig(),
+                windows=self.windows,
+                start_s=t,
+            )
+            meta = {
+                "cluster": self.cid,
+                "device": p.device,
+                "cycle": cycle,
+                "stage": stage,
+                "payload": f"{name}.safetensors",
+                "ready_s": t,
+                "window_los_s": deadline,
+            }
+            r = drv.run(deadline_s=deadline)
+            t = max(t, min(drv.now, deadline))
+            records.append({**meta, **self._finish(r)})
+            if r.status == "incomplete":
+                self.pending.append(_Pending(drv, meta))
+        self.uplink_free_s = t
+        return control.encode("uploaded", cycle=cycle, stage=stage, t_end=t, records=records)
+
+    def _finish(self, r: UploadRecord) -> dict[str, Any]:
+        from channel import time_to_deliver_s
+
+        d = r.to_dict()
+        d["predicted_shannon_s"] = time_to_deliver_s(self.geometry, r.first_tx_s, r.size_bytes)
+        return d
+
+    def _cancel(self, p: _Pending, t: float) -> None:
+        """Tell the receiver the transfer is abandoned (best effort, inside a window)."""
+        eng = p.driver.e
+        if p.driver._fits(t, 0.01):
+            self.mux.view(eng.tid).send(wire_encode(eng.cancel_message()), t)

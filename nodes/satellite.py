@@ -1,0 +1,475 @@
+"""The satellite node: receivers, the emulated timeline, and aggregation of what arrived.
+
+``testbed node satellite --scenario FILE --out DIR --token T`` runs one receiver per cluster
+uplink (threads over the emulator's ports, crash-safe stores under ``DIR/satellite/``), binds
+the control ROUTER, and conducts the run on one emulated clock:
+
+for each orbital cycle, for each connected phase (slot) in time order, it executes the
+algorithm's connected plan with the cluster — ``upload`` (the cluster sends through the
+emulator inside the window; the satellite aggregates **exactly the payloads whose transfer had
+completed, hash-verified, by its aggregation time**), ``download`` (the aggregated tensors, at
+the modem's nominal rate; skipped if the window has closed), ``train`` — while the other
+clusters run their disconnected plans. A payload completed after its aggregation counts at
+that cluster's next aggregation of the same stage (``late_policy = "next"``) unless a newer
+one from the same device arrived too.
+
+It writes ``uploads.jsonl``, ``aggregations.jsonl``, ``metrics.jsonl``, ``events.jsonl``,
+``link.jsonl``, ``windows.json`` and ``progress.json`` into ``DIR`` (docs/run-directory.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from nodes import control
+from nodes.inbox import AcceptedInbox
+from nodes.receiver import ReceiverConfig, ReceiverEngine
+from nodes.store import ReceiverStore
+from nodes.zmq_link import LinkEndpoints, serve_receiver
+
+__all__ = ["SatelliteNode"]
+
+log = logging.getLogger(__name__)
+
+_BITS = {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4, "adaptive": 2}
+
+
+class _Jsonl:
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "a")
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self.f.write(json.dumps(obj) + "\n")
+        self.f.flush()
+
+
+class SatelliteNode:
+    """The satellite's process state (see the module docstring)."""
+
+    def __init__(self, scn: Any, out: Path, token: str, hello_timeout_s: float = 300.0) -> None:
+        from nodes.fl_setup import build_strategy
+        from testbed.schedule import cluster_windows, cycle_plan, run_geometry
+
+        self.scn = scn
+        self.out = out
+        self.token = token
+        out.mkdir(parents=True, exist_ok=True)
+        self.windows = cluster_windows(scn)
+        self.plan = cycle_plan(scn, self.windows)
+        self.geoms = {c.id: run_geometry(scn, c.id, self.windows) for c in scn.clusters}
+        self.strategy, self.global_test = build_strategy(scn)
+        self.bitrate = scn.link.symbol_rate_hz * _BITS.get(scn.link.modulation, 2)
+        self.hello_timeout_s = hello_timeout_s
+        self.stop_event = threading.Event()
+        self.engines: dict[str, ReceiverEngine] = {}
+        self.inboxes: dict[str, AcceptedInbox] = {}
+        self.threads: list[threading.Thread] = []
+        frame = scn.link.fragment_size + 128
+        for c in scn.clusters:
+            d = out / "satellite" / f"rx-{c.id}"
+            self.engines[c.id] = ReceiverEngine(
+                ReceiverStore(d), ReceiverConfig(frame_bytes=frame, supersede="keep")
+            )
+            self.inboxes[c.id] = AcceptedInbox(d)
+        self.uploads = _Jsonl(out / "uploads.jsonl")
+        self.aggs = _Jsonl(out / "aggregations.jsonl")
+        self.metrics = _Jsonl(out / "metrics.jsonl")
+        self.events = _Jsonl(out / "events.jsonl")
+        self.wall0 = time.monotonic()
+        self.sent: dict[tuple[str, int, str, int], dict[str, Any]] = {}  # last record per payload
+        self.t_k = {c.id: scn.schedule.start_s for c in scn.clusters}
+        self.progress: dict[str, Any] = {"cycle": 0, "cycles": scn.algorithm.cycles}
+        self._early: list[tuple[str, dict[str, Any]]] = []
+
+    # -- records ----------------------------------------------------------------------------
+    def event(self, t_s: float, name: str, **kw: Any) -> None:
+        self.events.write(
+            {
+                "t_s": t_s,
+                "wall": round(time.monotonic() - self.wall0, 3),
+                "node": "satellite",
+                "event": name,
+                **kw,
+            }
+        )
+
+    def _progress(self, **kw: Any) -> None:
+        self.progress.update(kw)
+        tmp = self.out / "progress.json.tmp"
+        tmp.write_text(json.dumps(self.progress))
+        os.replace(tmp, self.out / "progress.json")
+
+    def _write_static(self) -> None:
+        (self.out / "windows.json").write_text(json.dumps(self.windows))
+        import numpy as np
+
+        with open(self.out / "link.jsonl", "w") as f:
+            last = self.plan[-1][-1].los_s if self.plan else 0.0
+            for cid, g in self.geoms.items():
+                for a, b in self.windows[cid]:
+                    if a > last + 120.0:
+                        break
+                    step = max(0.5, min(5.0, (b - a) / 20.0))
+                    t = np.arange(max(0.0, a - 120.0), b + 120.0, step)
+                    st = g.state(t)
+                    for i in range(t.size):
+                        f.write(
+                            json.dumps(
+                                {
+                                    "cluster": cid,
+                                    "t_s": float(t[i]),
+                                    "elevation_deg": float(st.elevation_deg[i]),
+                                    "snr_db": float(st.snr_db[i]),
+                                    "doppler_hz": float(st.doppler_hz[i]),
+                                    "visible": bool(st.visible[i]),
+                                }
+                            )
+                            + "\n"
+                        )
+
+    # -- run --------------------------------------------------------------------------------
+    def start_receivers(self) -> None:
+        for c in self.scn.clusters:
+            up = LinkEndpoints(*self.scn.link_endpoints(c.id, self.token))
+            down = LinkEndpoints(*self.scn.link_endpoints(f"{c.id}-down", self.token))
+            th = threading.Thread(
+                target=serve_receiver,
+                name=f"rx-{c.id}",
+                daemon=True,
+                args=(self.engines[c.id], up.out_addr, down.in_addr, down.status_addr),
+                kwargs={"node_id": "satellite", "stop": self.stop_event, "stats_every_s": 30.0},
+            )
+            th.start()
+            self.threads.append(th)
+
+    def run(self) -> int:
+        """Conduct the whole run; returns the exit status."""
+        self._write_static()
+        self.start_receivers()
+        ctx = zmq.Context.instance()
+        self.router = ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind(self.scn.control_endpoint(self.token))
+        try:
+            self._await_hellos()
+            acc0 = self.strategy.evaluate(self.global_test)
+            self.event(self.scn.schedule.start_s, "start", accuracy_global=acc0)
+            self._progress(accuracy=acc0, phase="start")
+            for cycle_slots in self.plan:
+                self._cycle(cycle_slots)
+            self.event(max(self.t_k.values()), "finished")
+            self._progress(phase="finished")
+            return 0
+        finally:
+            for c in self.scn.clusters:
+                self.router.send_multipart([c.id.encode(), *control.encode("stop")])
+            time.sleep(0.2)
+            self.stop_event.set()
+            for th in self.threads:
+                th.join(5.0)
+            self.router.close(0)
+            for j in (self.uploads, self.aggs, self.metrics, self.events):
+                j.f.close()
+
+    def _await_hellos(self) -> None:
+        want = {c.id for c in self.scn.clusters}
+        end = time.monotonic() + self.hello_timeout_s
+        while want:
+            if not self.router.poll(int(max(0.0, end - time.monotonic()) * 1000)):
+                raise RuntimeError(f"clusters {sorted(want)} did not connect in time")
+            ident, *frames = self.router.recv_multipart()
+            msg, _ = control.decode(frames)
+            if msg["type"] == "hello":
+                want.discard(ident.decode())
+
+    def _request(
+        self, cid: str, mtype: str, reply_type: str, blob: bytes | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        self.router.send_multipart([cid.encode(), *control.encode(mtype, blob, **fields)])
+        return self._await(cid, reply_type)
+
+    def _await(self, cid: str, reply_type: str) -> dict[str, Any]:
+        """The next ``reply_type`` from ``cid``; replies from others are kept for later."""
+        for i, (who, msg) in enumerate(self._early):
+            if who == cid and msg["type"] == reply_type:
+                return self._early.pop(i)[1]
+        while True:
+            ident, *frames = self.router.recv_multipart()
+            try:
+                msg, _ = control.decode(frames)
+            except control.ControlError as e:
+                log.warning("bad control message from %r dropped: %s", ident, e)
+                continue
+            who = ident.decode(errors="replace")
+            if msg["type"] == "error":
+                raise RuntimeError(f"cluster {who} failed: {msg.get('message')}")
+            if who == cid and msg["type"] == reply_type:
+                return msg
+            self._early.append((who, msg))
+
+    def _cycle(self, slots: list[Any]) -> None:
+        st = self.strategy
+        cycle = slots[0].cycle
+        w0 = time.monotonic()
+        st.configure_cycle(cycle)
+        assignment = {str(k): list(v) for k, v in st.assignment.items()}
+        for c in self.scn.clusters:
+            self.router.send_multipart(
+                [c.id.encode(), *control.encode("assign", cycle=cycle, assignment=assignment)]
+            )
+        self.event(slots[0].aos_s, "cycle_start", cycle=cycle, assignment=assignment)
+        up_bytes = 0
+        peak_mem = 0
+        for sl in slots:
+            self._progress(cycle=cycle, cluster=sl.cluster, phase="connected")
+            t = max(sl.aos_s, self.t_k[sl.cluster])
+            self.event(
+                t, "connected", cycle=cycle, cluster=sl.cluster, aos_s=sl.aos_s, los_s=sl.los_s
+            )
+            self._resume(sl, t)
+            for step in st.connected_plan(sl.index, cycle):
+                if step.kind == "upload":
+                    t, nbytes = self._upload(sl, step.stage, t)
+                    up_bytes += nbytes
+                elif step.kind == "download":
+                    t = self._download(sl, step.stage, t)
+                elif step.kind == "train":
+                    r = self._request(
+                        sl.cluster, "train", "trained", cycle=cycle, mode=step.stage, t_start=t
+                    )
+                    t = float(r["t_end"])
+                    peak_mem = max(peak_mem, int(r["peak_memory_bytes"]))
+                    self.event(
+                        t,
+                        "trained",
+                        cycle=cycle,
+                        cluster=sl.cluster,
+                        mode=step.stage,
+                        wall_s=r["wall_s"],
+                    )
+            self.t_k[sl.cluster] = t
+            # The other clusters train disconnected meanwhile (in parallel processes).
+            plans = {
+                c.id: st.disconnected_plan(self.scn.cluster_index(c.id), cycle)
+                for c in self.scn.clusters
+                if c.id != sl.cluster
+            }
+            for i in range(max((len(v) for v in plans.values()), default=0)):
+                busy = []
+                for cid, steps in plans.items():
+                    if i < len(steps):
+                        t0 = max(self.t_k[cid], sl.aos_s)
+                        self.router.send_multipart(
+                            [
+                                cid.encode(),
+                                *control.encode(
+                                    "train", cycle=cycle, mode=steps[i].stage, t_start=t0
+                                ),
+                            ]
+                        )
+                        busy.append(cid)
+                for cid in busy:
+                    r = self._await(cid, "trained")
+                    self.t_k[cid] = float(r["t_end"])
+                    peak_mem = max(peak_mem, int(r["peak_memory_bytes"]))
+        acc_g = st.evaluate(self.global_test)
+        acc_l = [st.evaluate(c.test) for c in st.clusters]
+        t_end = max(sl.los_s for sl in slots)
+        from testbed.fl.strategy import peak_memory_bytes
+
+        self.metrics.write(
+            {
+                "algorithm": self.scn.algorithm.name,
+                "cycle": cycle,
+                "t_s": t_end,
+                "wall_s": round(time.monotonic() - w0, 3),
+                "accuracy_global": acc_g,
+                "accuracy_local": acc_l,
+                "uplink_bytes": up_bytes,
+                "peak_memory_bytes": max(peak_mem, peak_memory_bytes(st.device)),
+            }
+        )
+        self.event(t_end, "cycle_end", cycle=cycle, accuracy_global=acc_g)
+        self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end")
+        log.info("cycle %d: global accuracy %.3f", cycle, acc_g)
+
+    def _resume(self, sl: Any, t: float) -> None:
+        """At AOS the cluster's frozen transfers wake up on the uplink (the download runs on
+        the separate downlink meanwhile, so the conductor's clock does not wait for them)."""
+        r = self._request(
+            sl.cluster,
+            "upload",
+            "uploaded",
+            cycle=sl.cycle,
+            stage=None,
+            t_start=t,
+            deadline=sl.los_s,
+        )
+        for rec in r["records"]:
+            self.uploads.write(rec)
+            self.sent[(rec["cluster"], int(rec["device"]), rec["stage"], int(rec["cycle"]))] = rec
+            self.event(
+                rec["accepted_s"] or t, "resumed", payload=rec["payload"], status=rec["status"]
+            )
+
+    def _upload(self, sl: Any, stage: str, t: float) -> tuple[float, int]:
+        cycle = sl.cycle
+        if t >= sl.los_s:
+            self.event(
+                t,
+                "upload_skipped",
+                cycle=cycle,
+                cluster=sl.cluster,
+                stage=stage,
+                reason="window closed",
+            )
+            self._aggregate(sl, stage, t, [])
+            return t, 0
+        self._progress(uploads_in_flight=self.scn.cluster(sl.cluster).devices)
+        r = self._request(
+            sl.cluster, "upload", "uploaded", cycle=cycle, stage=stage, t_start=t, deadline=sl.los_s
+        )
+        self._progress(uploads_in_flight=0)
+        recs = r["records"]
+        nbytes = 0
+        for rec in recs:
+            self.uploads.write(rec)
+            self.sent[(rec["cluster"], int(rec["device"]), rec["stage"], int(rec["cycle"]))] = rec
+            if rec["cycle"] == cycle and rec["stage"] == stage:
+                nbytes += int(rec["size_bytes"])
+        mine = [x for x in recs if x["cycle"] == cycle and x["stage"] == stage]
+        done = [x["accepted_s"] for x in mine if x["status"] == "accepted"]
+        if mine and len(done) == len(mine):
+            t_agg = min(sl.los_s, max([t, *done]))
+        else:
+            t_agg = sl.los_s  # waits until the window closes for what is still in flight
+        self._aggregate(sl, stage, t_agg, mine)
+        return t_agg, nbytes
+
+    def _aggregate(self, sl: Any, stage: str, t_agg: float, mine: list[dict[str, Any]]) -> None:
+        """Aggregate the cluster's payloads of ``stage`` completed by ``t_agg``."""
+        from testbed.fl.payload import Payload
+
+        cid, cycle = sl.cluster, sl.cycle
+        eng = self.engines[cid]
+        inbox = self.inboxes[cid]
+        newest: dict[int, tuple[Any, float]] = {}
+        for item in inbox.poll():
+            m = item.manifest
+            if m.kind != stage:
+                continue
+            rec = eng.store.records.get(bytes.fromhex(item.tid))
+            acc = rec.accepted_s if rec is not None else float("inf")
+            if not acc <= t_agg:
+                continue  # not yet there at the aggregation time
+            dev = int(m.sender.rsplit("-d", 1)[-1])
+            prev = newest.get(dev)
+            if prev is None or m.round > prev[0].manifest.round:
+                if prev is not None:
+                    inbox.mark_applied(prev[0])
+                    self.event(t_agg, "superseded", payload=prev[0].path.name)
+                newest[dev] = (item, acc)
+            else:
+                inbox.mark_applied(item)
+                self.event(t_agg, "superseded", payload=item.path.name)
+        payloads, included = [], []
+        for dev, (item, acc) in sorted(newest.items()):
+            try:
+                p = Payload.from_bytes(item.path.read_bytes())
+                self._check_layout(p)
+            except (ValueError, KeyError) as e:
+                log.warning("payload %s rejected: %s", item.path.name, e)
+                inbox.mark_applied(item)
+                continue
+            payloads.append(p)
+            inbox.mark_applied(item)
+            included.append(
+                {
+                    "payload": item.manifest.name,
+                    "cluster": cid,
+                    "device": dev,
+                    "cycle": item.manifest.round,
+                    "accepted_s": acc,
+                }
+            )
+        self.strategy.aggregate(self.scn.cluster_index(cid), stage, payloads)
+        have = {(x["device"], x["cycle"]) for x in included}
+        missing = []
+        for dev in range(self.scn.cluster(cid).devices):
+            if (dev, cycle) in have:
+                continue
+            rec = self.sent.get((cid, dev, stage, cycle))
+            if rec is None:
+                reason = "not_sent"
+            elif rec["status"] in ("incomplete", "accepted"):
+                reason = "late"
+            else:
+                reason = "lost"
+            missing.append(
+                {
+                    "payload": rec["payload"] if rec else None,
+                    "cluster": cid,
+                    "device": dev,
+                    "reason": reason,
+                }
+            )
+        self.aggs.write(
+            {
+                "cycle": cycle,
+                "cluster": cid,
+                "stage": stage,
+                "t_agg_s": t_agg,
+                "included": included,
+                "missing": missing,
+            }
+        )
+        self.event(
+            t_agg,
+            "aggregated",
+            cycle=cycle,
+            cluster=cid,
+            stage=stage,
+            included=len(included),
+            missing=[m["reason"] for m in missing],
+        )
+
+    def _check_layout(self, p: Any) -> None:
+        """Every tensor must be a known LoRA key with the global shape and finite values."""
+        import torch
+
+        for k, v in p.tensors.items():
+            ref = self.strategy.global_state.get(k)
+            if ref is None or tuple(v.shape) != tuple(ref.shape):
+                raise ValueError(f"unexpected tensor {k!r} {tuple(v.shape)}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"non-finite values in {k!r}")
+
+    def _download(self, sl: Any, stage: str, t: float) -> float:
+        p = self.strategy.download(sl.index, stage, sl.cycle)
+        blob = p.to_bytes()
+        dt = len(blob) * 8.0 / self.bitrate
+        if t + dt > sl.los_s:
+            self.event(
+                t,
+                "download_skipped",
+                cycle=sl.cycle,
+                cluster=sl.cluster,
+                stage=stage,
+                reason="window closed",
+            )
+            return t
+        self._request(
+            sl.cluster, "download", "downloaded", blob=blob, cycle=sl.cycle, stage=stage, t=t
+        )
+        self.event(
+            t + dt, "downloaded", cycle=sl.cycle, cluster=sl.cluster, stage=stage, bytes=len(blob)
+        )
+        return t + dt

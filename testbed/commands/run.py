@@ -1,0 +1,126 @@
+"""``testbed run``, ``testbed node satellite|cluster`` and ``testbed demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import ConfigError, UserError
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
+
+
+def _load(path: str, sets: list[str] | None = None) -> Any:
+    from testbed.scenario import load_scenario
+
+    scn = load_scenario(path)
+    return scn.with_overrides(sets) if sets else scn
+
+
+def _run(args: argparse.Namespace) -> int:
+    from testbed.run import run_scenario
+
+    scn = _load(args.scenario, args.set)
+    algs = args.algorithm or [scn.algorithm.name]
+    for a in algs:
+        if a not in ALGORITHMS:
+            raise UserError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {a!r}")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/{scn.name}-{stamp}")
+    info = run_scenario(scn, out, algs, args.verbose)
+    if args.report:
+        info["report"] = _report(out)
+        (out / "run.json").write_text(json.dumps(info, indent=1))
+    sys.stdout.write(
+        json.dumps(info, indent=2) + "\n"
+        if args.json
+        else f"run directory: {out}\n"
+        + (f"report: {info['report']}\n" if info.get("report") else "")
+    )
+    return 0
+
+
+def _report(out: Path) -> str:
+    from testbed.report import write_report
+
+    return str(write_report(out).report)
+
+
+def _node(args: argparse.Namespace) -> int:
+    scn = _load(args.scenario)
+    out = Path(args.out)
+    if args.role == "satellite":
+        from nodes.satellite import SatelliteNode
+
+        return SatelliteNode(scn, out, args.token).run()
+    from nodes.cluster import ClusterNode
+    from testbed.schedule import cluster_windows, run_geometry
+
+    try:
+        scn.cluster(args.id)
+    except (KeyError, ConfigError) as e:
+        raise UserError(f"no cluster {args.id!r} in the scenario") from e
+    windows = cluster_windows(scn)
+    node = ClusterNode(
+        scn, args.id, out, args.token, windows[args.id], run_geometry(scn, args.id, windows)
+    )
+    return node.serve()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from testbed.run import run_scenario
+
+    scn = _load("default")
+    out = Path(args.out)
+    w = sys.stdout.write
+    w(f"demo: scenario 'default' with emsfl-enhanced and baseline → {out}\n")
+    info = run_scenario(scn, out, ["emsfl-enhanced", "baseline"], args.verbose)
+    info["report"] = _report(out)
+    (out / "run.json").write_text(json.dumps(info, indent=1))
+    w(f"run directory: {out}\n")
+    if info["report"]:
+        w(f"report: {info['report']}\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``run``, ``node`` and ``demo``."""
+    r = sub.add_parser("run", help="run a scenario: emulator, satellite and cluster processes")
+    r.add_argument("scenario", help="scenario file, or the name of a shipped one (default, gpu)")
+    r.add_argument("--out", help="run directory (default runs/<name>-<time>)")
+    r.add_argument(
+        "--algorithm",
+        action="append",
+        choices=ALGORITHMS,
+        help="algorithm(s) to run, repeatable (default: the scenario's)",
+    )
+    r.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a scenario value, e.g. link.rician_k_db=3 (repeatable)",
+    )
+    r.add_argument("--report", action="store_true", help="write the report afterwards")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_run)
+    n = sub.add_parser("node", help="one node process of a run (started by testbed run)")
+    n.add_argument("role", choices=("satellite", "cluster"))
+    n.add_argument("--id", help="cluster id (role cluster)")
+    n.add_argument("--scenario", required=True)
+    n.add_argument("--out", required=True, help="the algorithm's run directory")
+    n.add_argument("--token", required=True, help="the run's endpoint token")
+    n.set_defaults(func=_node)
+    d = sub.add_parser(
+        "demo", help="the main job: default scenario, enhanced EMS-FL vs baseline, then the report"
+    )
+    d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    d.set_defaults(func=_demo)

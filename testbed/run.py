@@ -1,0 +1,229 @@
+"""``testbed run``: start the channel emulator, the satellite and the clusters, and watch them.
+
+Each algorithm of a run gets its own directory ``OUT/<algorithm>/`` (layout:
+docs/run-directory.md) and its own set of processes, which talk only over ZeroMQ:
+
+* ``testbed channel serve --config OUT/<alg>/emulator.toml``
+* ``testbed node satellite --scenario OUT/<alg>/scenario.toml --out OUT/<alg> --token T``
+* ``testbed node cluster --id ID ...`` for every cluster
+
+Progress (orbital cycle, connected cluster, uploads in flight, accuracy) is shown live. When
+any child fails, or on Ctrl-C, every child is stopped (SIGTERM, then SIGKILL), the message
+names the process and its log, and the exit status is non-zero. Children also die with the
+orchestrator (parent-death signal), so none is orphaned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import EXIT_CHILD_FAILED, UserError
+
+__all__ = ["ChildFailedError", "prepare_run_dir", "run_algorithm", "run_scenario"]
+
+log = logging.getLogger(__name__)
+
+
+class ChildFailedError(UserError):
+    """A child process of the run failed; the message names it and its log."""
+
+    exit_code = EXIT_CHILD_FAILED
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def prepare_run_dir(scn: Any, sub: Path, token: str) -> None:
+    """Write the resolved scenario, the emulator config and the windows of one algorithm run."""
+    from testbed.schedule import cluster_windows
+
+    sub.mkdir(parents=True, exist_ok=True)
+    (sub / "nodes").mkdir(exist_ok=True)
+    (sub / "scenario.toml").write_text(scn.to_toml())
+    windows = cluster_windows(scn)
+    sched = windows if scn.schedule.mode == "ideal" else None
+    (sub / "emulator.toml").write_text(scn.emulator_config_toml(token, sched))
+    (sub / "windows.json").write_text(json.dumps(windows))
+
+
+class _Children:
+    def __init__(self) -> None:
+        self.procs: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+    def start(self, name: str, args: list[str], logfile: Path) -> None:
+        f = open(logfile, "wb")
+        p = subprocess.Popen(
+            [sys.executable, "-m", "testbed.cli", *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        f.close()
+        self.procs[name] = (p, logfile)
+
+    def first_failed(self, ignore: str) -> tuple[str, int, Path] | None:
+        """A child that failed: non-zero exit, or the emulator exiting at all.
+
+        A cluster exits 0 only after the satellite told it to stop, which is normal.
+        """
+        for name, (p, lf) in self.procs.items():
+            rc = p.poll()
+            if name != ignore and rc is not None and (rc != 0 or name == "channel emulator"):
+                return name, rc, lf
+        return None
+
+    def stop_all(self, grace_s: float = 5.0) -> None:
+        for p, _ in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        for p, _ in self.procs.values():
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _wait_for_ipc(addrs: list[str], children: _Children, timeout_s: float) -> None:
+    paths = [a[len("ipc://") :] for a in addrs if a.startswith("ipc://")]
+    end = time.monotonic() + timeout_s
+    while not all(os.path.exists(p) for p in paths):
+        bad = children.first_failed(ignore="")
+        if bad:
+            raise ChildFailedError(
+                f"{bad[0]} exited with status {bad[1]} at start-up; see {bad[2]}"
+            )
+        if time.monotonic() > end:
+            raise ChildFailedError(
+                f"the channel emulator did not bind its endpoints within "
+                f"{timeout_s:g} s; see its log"
+            )
+        time.sleep(0.2)
+
+
+def _show(alg: str, prog: dict[str, Any]) -> str:
+    acc = prog.get("accuracy")
+    return (
+        f"[{alg}] cycle {prog.get('cycle', 0)}/{prog.get('cycles', '?')} · "
+        f"{prog.get('cluster', '-')} {prog.get('phase', '')} · uploads in flight "
+        f"{prog.get('uploads_in_flight', 0)} · accuracy "
+        f"{'-' if acc is None else f'{acc:.3f}'}"
+    )
+
+
+def run_algorithm(scn: Any, sub: Path, verbose: int = 0, out=sys.stderr) -> None:
+    """Run one algorithm's processes to completion (raises on failure)."""
+    token = secrets.token_hex(4)
+    prepare_run_dir(scn, sub, token)
+    v = ["-v"] * max(1, verbose)
+    kids = _Children()
+    scen = str(sub / "scenario.toml")
+    try:
+        kids.start(
+            "channel emulator",
+            [*v, "channel", "serve", "--config", str(sub / "emulator.toml")],
+            sub / "nodes" / "channel.log",
+        )
+        _wait_for_ipc([scn.link_endpoints(c.id, token)[0] for c in scn.clusters], kids, 120.0)
+        kids.start(
+            "satellite",
+            [*v, "node", "satellite", "--scenario", scen, "--out", str(sub), "--token", token],
+            sub / "nodes" / "satellite.log",
+        )
+        for c in scn.clusters:
+            kids.start(
+                f"cluster {c.id}",
+                [
+                    *v,
+                    "node",
+                    "cluster",
+                    "--id",
+                    c.id,
+                    "--scenario",
+                    scen,
+                    "--out",
+                    str(sub),
+                    "--token",
+                    token,
+                ],
+                sub / "nodes" / f"cluster-{c.id}.log",
+            )
+        sat, sat_log = kids.procs["satellite"]
+        last = ""
+        while sat.poll() is None:
+            bad = kids.first_failed(ignore="satellite")
+            if bad:
+                raise ChildFailedError(
+                    f"{bad[0]} exited with status {bad[1]} during the run; see {bad[2]}"
+                )
+            try:
+                line = _show(scn.algorithm.name, json.loads((sub / "progress.json").read_text()))
+            except (OSError, ValueError):
+                line = last
+            if line != last:
+                out.write(line + "\n")
+                out.flush()
+                last = line
+            time.sleep(0.3)
+        if sat.returncode != 0:
+            raise ChildFailedError(f"satellite exited with status {sat.returncode}; see {sat_log}")
+        for name, (p, lf) in kids.procs.items():  # clusters got 'stop'
+            if name.startswith("cluster"):
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    raise ChildFailedError(f"{name} did not stop; see {lf}") from None
+                if p.returncode != 0:
+                    raise ChildFailedError(f"{name} exited with status {p.returncode}; see {lf}")
+    finally:
+        kids.stop_all()
+
+
+def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -> dict[str, Any]:
+    """Run each algorithm on the scenario; returns and writes ``OUT/run.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {
+        "scenario": scn.name,
+        "algorithms": algorithms,
+        "started_wall": datetime.now(UTC).isoformat(),
+        "status": "running",
+        "report": None,
+    }
+    (out / "run.json").write_text(json.dumps(info, indent=1))
+    if not scn.model.path:  # build (or load) the cached model once, not in four processes
+        from testbed.fl.model import build_default_model
+
+        build_default_model(scn.seed)
+    try:
+        for alg in algorithms:
+            s = scn.with_overrides([f'algorithm.name="{alg}"'])
+            run_algorithm(s, out / alg, verbose)
+        info["status"] = "ok"
+    except KeyboardInterrupt:
+        info["status"] = "interrupted"
+        raise
+    except Exception:
+        info["status"] = "failed"
+        raise
+    finally:
+        info["finished_wall"] = datetime.now(UTC).isoformat()
+        (out / "run.json").write_text(json.dumps(info, indent=1))
+    return info

@@ -1,0 +1,200 @@
+"""The orchestrated run: real emulator, satellite and cluster processes on one emulated clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+BASE = """
+[scenario]
+name = "{name}"
+seed = 0
+
+[link]
+modulation = "qpsk"
+sample_rate_hz = 200000.0
+symbol_rate_hz = 50000.0
+fading_max_doppler_hz = 20.0
+
+[schedule]
+mode = "ideal"
+slot_s = {slot_s}
+
+[time]
+compute = "fixed"
+round_s = {round_s}
+late_policy = "next"
+
+[algorithm]
+name = "{algorithm}"
+cycles = {cycles}
+
+[model]
+device = "cpu"
+
+[[cluster]]
+id = "c1"
+lat_deg = 48.1
+lon_deg = 11.6
+devices = {devices}
+
+[[cluster]]
+id = "c2"
+lat_deg = 40.4
+lon_deg = -3.7
+devices = {devices}
+"""
+
+
+def _scenario(tmp: Path, **kw) -> Path:
+    vals = {
+        "name": "t",
+        "slot_s": 20.0,
+        "round_s": 5.0,
+        "algorithm": "emsfl",
+        "cycles": 1,
+        "devices": 1,
+    } | kw
+    f = tmp / "scn.toml"
+    f.write_text(BASE.format(**vals))
+    return f
+
+
+def _jsonl(p: Path) -> list[dict]:
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+
+
+def _run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "run", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_short_scenario_end_to_end_through_the_emulator(tmp_path):
+    scn = _scenario(tmp_path, algorithm="emsfl", cycles=2)
+    out = tmp_path / "run"
+    r = _run(str(scn), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = out / "emsfl"
+    for f in (
+        "scenario.toml",
+        "emulator.toml",
+        "windows.json",
+        "uploads.jsonl",
+        "aggregations.jsonl",
+        "metrics.jsonl",
+        "events.jsonl",
+        "link.jsonl",
+    ):
+        assert (d / f).exists(), f
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok"
+    metrics = _jsonl(d / "metrics.jsonl")
+    assert [m["cycle"] for m in metrics] == [1, 2]
+    windows = json.loads((d / "windows.json").read_text())
+    ups = _jsonl(d / "uploads.jsonl")
+    assert ups and all(u["fragments_sent"] > 0 and u["airtime_s"] > 0 for u in ups)
+    for u in ups:  # every upload started inside one of its cluster's windows (emulated time)
+        assert any(a <= u["first_tx_s"] < b for a, b in windows[u["cluster"]])
+        assert (d / "payloads" / u["payload"]).exists()
+    aggs = _jsonl(d / "aggregations.jsonl")
+    accepted = {u["payload"]: u for u in ups if u["status"] == "accepted"}
+    for a in aggs:  # the satellite aggregated exactly what had arrived by t_agg
+        for inc in a["included"]:
+            assert inc["accepted_s"] <= a["t_agg_s"]
+            assert inc["payload"] in accepted
+    assert sum(len(a["included"]) for a in aggs) > 0
+    # The satellite's accepted/ holds the very bytes each cluster sent.
+    for cid in ("c1", "c2"):
+        for f in (d / "satellite" / f"rx-{cid}" / "accepted").glob("*.safetensors"):
+            name = json.loads(
+                f.with_name(f.name[: -len(".safetensors")] + ".manifest.json").read_text()
+            )["name"]
+            assert f.read_bytes() == (d / "payloads" / name).read_bytes()
+    # Live progress was shown.
+    assert "cycle 2/2" in r.stderr
+
+
+def test_window_too_short_payload_is_aggregated_one_pass_later(tmp_path):
+    # Baseline full-LoRA payloads (~71 kB) need ≈ 6 s at 100 kbit/s; the connected plan first
+    # downloads (≈ 6 s) and trains (5 s), so a 14 s slot cannot finish the upload.
+    scn = _scenario(tmp_path, algorithm="baseline", cycles=2, slot_s=14.0, round_s=5.0)
+    out = tmp_path / "run"
+    r = _run(str(scn), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = out / "baseline"
+    aggs = _jsonl(d / "aggregations.jsonl")
+    first = [a for a in aggs if a["cycle"] == 1]
+    assert all(not a["included"] and a["missing"] for a in first)
+    assert all(m["reason"] == "late" for a in first for m in a["missing"])
+    # One pass later, the cycle-1 payload completed and is aggregated.
+    later = [inc for a in aggs if a["cycle"] == 2 for inc in a["included"]]
+    assert any(inc["cycle"] == 1 for inc in later), aggs
+    ups = _jsonl(d / "uploads.jsonl")
+    done = [u for u in ups if u["cycle"] == 1 and u["status"] == "accepted"]
+    assert done and all(u["passes_used"] >= 2 for u in done)
+
+
+def _pgrep(pattern: str) -> list[int]:
+    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(x) for x in r.stdout.split()]
+
+
+def test_killing_a_cluster_fails_the_run_cleanly(tmp_path):
+    scn = _scenario(tmp_path, algorithm="emsfl", cycles=3)
+    out = tmp_path / "run"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "run", str(scn), "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pat = f"node cluster --id c2 --scenario {out}"
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not (out / "emsfl" / "progress.json").exists():
+            time.sleep(0.5)
+        pids = _pgrep(pat)
+        assert pids, "cluster c2 did not start"
+        os.kill(pids[0], signal.SIGKILL)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 3
+    lines = [x for x in err.splitlines() if x.startswith("testbed: error:")]
+    assert len(lines) == 1 and "cluster c2" in lines[0] and "cluster-c2.log" in lines[0]
+    assert "Traceback" not in err
+    time.sleep(1.0)
+    assert _pgrep(str(out)) == []  # no orphans: emulator, satellite and c1 are gone
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+def test_bad_scenario_is_one_line(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text(
+        BASE.format(name="t", slot_s=-1, round_s=5, algorithm="emsfl", cycles=1, devices=1)
+    )
+    r = _run(str(f), timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "schedule.slot_s" in r.stderr
+    good = _scenario(tmp_path)
+    r = _run(str(good), "--set", "bogus.key=1", timeout=60)
+    assert r.returncode == 2 and "bogus" in r.stderr
+    assert r.stderr.strip().count("\n") == 0

@@ -9,22 +9,34 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.signal import lfilter
 
 __all__ = ["RainPhase", "ShadowingProcess"]
 
-_BLOCK = 4096
+_BLOCK = 4096  # grid points per counter-based block
+_CACHE_BLOCKS = 16  # blocks kept per process
 
 
 class ShadowingProcess:
     """Log-normal shadowing :math:`X_\\sigma(t)` [dB] with exponential autocorrelation.
 
-    Gudmundson's model: a Gauss–Markov (AR(1)) process sampled every Δ = τ/10,
+    Gudmundson's model: a stationary Gauss–Markov (AR(1)) process on a grid of step
+    Δ = τ/10,
 
     .. math:: X_{k+1} = \\rho X_k + \\sigma\\sqrt{1-\\rho^2}\\, w_k, \\quad
-              \\rho = e^{-\\Delta/\\tau}, \\; w_k \\sim \\mathcal N(0,1),
+              \\rho = e^{-\\Delta/\\tau}, \\; w_k \\sim \\mathcal N(0,1), \\quad
+              E[X_k X_{k+n}] = \\sigma^2 \\rho^{|n|} = \\sigma^2 e^{-|n|\\Delta/\\tau},
 
-    linearly interpolated between grid points, stationary from t = 0
-    (:math:`X_0 \\sim \\mathcal N(0, \\sigma^2)`). Times before 0 mirror to |t|.
+    linearly interpolated between grid points. Times before 0 mirror to |t|.
+
+    Counter-based, so any time is O(1) to evaluate: the grid is cut into blocks of
+    :math:`B = 4096` points; the anchors :math:`A_b = X_{bB}` are drawn
+    :math:`\\mathcal N(0, \\sigma^2)` from ``default_rng([seed, b])`` and the points in between
+    are the exact AR(1) bridge from :math:`A_b` to :math:`A_{b+1}` (the forward recursion
+    above from :math:`A_b`, driven by that generator, then corrected by
+    :math:`(A_{b+1} - \\tilde X_{B})\\,\\rho^{B-j}(1-\\rho^{2j})/(1-\\rho^{2B})`). This is the
+    AR(1) law except that consecutive anchors are independent instead of correlated by
+    :math:`\\rho^{B} = e^{-409.6}` — below double precision.
 
     Parameters
     ----------
@@ -43,34 +55,55 @@ class ShadowingProcess:
         self.seed = int(seed)
         self.step_s = self.corr_s / 10.0
         self._rho = math.exp(-self.step_s / self.corr_s)
-        self._blocks: list[np.ndarray] = []
+        j = np.arange(_BLOCK + 1, dtype=float)
+        rho_b = self._rho**_BLOCK
+        # Cov(X_j, X_B | X_0) / Var(X_B | X_0) of the AR(1): the bridge's correction weights
+        self._bridge = self._rho ** (_BLOCK - j) * (1.0 - self._rho ** (2 * j)) / (1.0 - rho_b**2)
+        self._cache: dict[int, np.ndarray] = {}
 
-    def _grid(self, upto: int) -> np.ndarray:
-        while len(self._blocks) * _BLOCK <= upto:
-            b = len(self._blocks)
-            w = np.random.default_rng([self.seed, b]).standard_normal(_BLOCK)
-            x = np.empty(_BLOCK)
-            prev = self._blocks[-1][-1] if self._blocks else None
-            scale = self.sigma_db * math.sqrt(1.0 - self._rho**2)
-            for i in range(_BLOCK):
-                if prev is None:
-                    prev = self.sigma_db * w[i]
-                else:
-                    prev = self._rho * prev + scale * w[i]
-                x[i] = prev
-            self._blocks.append(x)
-        return np.concatenate(self._blocks)
+    def _anchor(self, b: int) -> float:
+        return self.sigma_db * float(np.random.default_rng([self.seed, b]).standard_normal())
+
+    def _block(self, b: int) -> np.ndarray:
+        """Grid points X_{bB} … X_{(b+1)B} (B + 1 values) of block ``b``."""
+        blk = self._cache.get(b)
+        if blk is not None:
+            return blk
+        rng = np.random.default_rng([self.seed, b])
+        a0 = self.sigma_db * float(rng.standard_normal())  # == self._anchor(b)
+        w = rng.standard_normal(_BLOCK)
+        drive = np.empty(_BLOCK + 1)
+        drive[0] = a0
+        drive[1:] = self.sigma_db * math.sqrt(1.0 - self._rho**2) * w
+        free = lfilter([1.0], [1.0, -self._rho], drive)  # X̃_j = ρ X̃_{j-1} + σ√(1-ρ²) w
+        blk = free + (self._anchor(b + 1) - free[-1]) * self._bridge
+        blk[-1] = self._anchor(b + 1)  # exact, not rounded
+        if len(self._cache) >= _CACHE_BLOCKS:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[b] = blk
+        return blk
 
     def db(self, t_s: np.ndarray | float) -> np.ndarray:
-        """Shadowing loss X(t) [dB] at emulated times (positive = extra loss)."""
+        """Shadowing loss X(t) [dB] at emulated times (positive = extra loss).
+
+        Raises ValueError for a non-finite time.
+        """
         t = np.abs(np.asarray(t_s, dtype=float))
+        if not np.all(np.isfinite(t)):
+            raise ValueError("shadowing time must be finite")
         if self.sigma_db == 0.0:
             return np.zeros_like(t)
         pos = t / self.step_s
-        grid = self._grid(int(np.max(pos, initial=0.0)) + 2)
-        i = np.floor(pos).astype(np.int64)
-        frac = pos - i
-        return grid[i] * (1.0 - frac) + grid[i + 1] * frac
+        blk_idx = np.floor(pos / _BLOCK)
+        j = np.clip(pos - blk_idx * _BLOCK, 0.0, float(_BLOCK))
+        j0 = np.minimum(np.floor(j), _BLOCK - 1).astype(np.int64)
+        frac = j - j0
+        out = np.empty(t.shape)
+        for b in np.unique(blk_idx):
+            sel = blk_idx == b
+            blk = self._block(int(b))
+            out[sel] = blk[j0[sel]] * (1.0 - frac[sel]) + blk[j0[sel] + 1] * frac[sel]
+        return out
 
 
 class RainPhase:

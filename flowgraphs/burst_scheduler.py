@@ -11,7 +11,8 @@ Per link, burst *i* starts at
 with :math:`t^{req}` the sender's ``tx_time``, :math:`N_i` the burst's sample count,
 :math:`\\tau = d/c` the propagation delay from :class:`channel.LinkGeometry` and :math:`T_g`
 a guard time. Nothing here depends on wall-clock time, except in real-time mode, where the
-burst is held until the wall clock reaches its emulated end (pacing only).
+burst is held until the wall clock reaches its emulated end (pacing only; a flowgraph stop
+ends the wait at once).
 
 The block also pads the burst with noise room the receiver must search (a seeded random
 lead-in and a fixed tail) and applies the fractional part of the propagation delay
@@ -31,7 +32,7 @@ import pmt
 
 from channel import LinkGeometry
 from flowgraphs.burst_stage import BurstStage
-from flowgraphs.pmt_numpy import u8_to_pmt
+from flowgraphs.pmt_numpy import meta_to_pmt, u8_to_pmt
 from testbed import pdu as wire
 
 __all__ = ["BurstScheduler", "fractional_delay_taps"]
@@ -93,6 +94,7 @@ class BurstScheduler(BurstStage):
         self._free_s = -math.inf
         self._rt_ref: tuple[float, float] | None = None
         self._clock_lock = threading.Lock()
+        self._stop_evt = threading.Event()
         self.message_port_register_out(pmt.intern("status"))
 
     @property
@@ -102,16 +104,20 @@ class BurstScheduler(BurstStage):
 
     def process(self, meta: dict[str, Any], data: Any) -> tuple[dict[str, Any], Any]:
         x = np.asarray(data, dtype=np.complex64)
-        tx_time = float(meta[wire.KEY_TX_TIME])
-        if not math.isfinite(tx_time):
-            raise ValueError("tx_time is not finite")
+        tx_time = meta.get(wire.KEY_TX_TIME)
+        if isinstance(tx_time, bool) or not isinstance(tx_time, int | float):
+            raise ValueError(f"tx_time is {type(tx_time).__name__}, not a number")
+        tx_time = float(tx_time)
+        if not math.isfinite(tx_time) or tx_time < 0:
+            raise ValueError(f"tx_time must be finite and >= 0, got {tx_time}")
         wall_t0 = time.monotonic()
         airtime = x.size / self.fs
         with self._clock_lock:
             tx_start = max(tx_time, self._free_s)
             tx_end = tx_start + airtime
+            # the clock advances only for a burst whose link state exists
+            st = self.geometry.state(tx_start)
             self._free_s = tx_end + self.guard_s
-        st = self.geometry.state(tx_start)
         prop = float(st.prop_delay_s)
         meta.update(
             {
@@ -136,7 +142,7 @@ class BurstScheduler(BurstStage):
             wire.KEY_AIRTIME_S: airtime,
             "status": "accepted",
         }
-        self.message_port_pub(pmt.intern("status"), pmt.cons(pmt.to_pmt(status), u8_to_pmt(b"")))
+        self.message_port_pub(pmt.intern("status"), pmt.cons(meta_to_pmt(status), u8_to_pmt(b"")))
         # lead-in + fractional propagation delay + tail: the receiver must find the burst
         lead = int(self._rng.integers(self.sps, self.pad_max + self.sps))
         frac = (prop * self.fs) % 1.0
@@ -151,6 +157,18 @@ class BurstScheduler(BurstStage):
             self._pace(tx_end)
         return meta, y
 
+    def start(self) -> bool:
+        self._stop_evt.clear()
+        return super().start()
+
+    def stop(self) -> bool:
+        self.request_stop()
+        return super().stop()
+
+    def request_stop(self) -> None:
+        """Wake a real-time wait now (called on flowgraph stop); later bursts are not paced."""
+        self._stop_evt.set()
+
     def _pace(self, tx_end: float) -> None:
         now = time.monotonic()
         if self._rt_ref is None:
@@ -158,4 +176,4 @@ class BurstScheduler(BurstStage):
         wall_ref, emu_ref = self._rt_ref
         wait = wall_ref + (tx_end - emu_ref) - now
         if wait > 0:
-            time.sleep(wait)
+            self._stop_evt.wait(wait)

@@ -18,7 +18,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from flowgraphs.pmt_numpy import c32_to_pmt, pmt_to_c32, pmt_to_u8, u8_to_pmt
+from flowgraphs.pmt_numpy import c32_to_pmt, meta_to_pmt, pmt_to_c32, pmt_to_u8, u8_to_pmt
 
 __all__ = ["BurstStage", "Dropped"]
 
@@ -47,7 +47,7 @@ class BurstStage(gr.basic_block):
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
         self._lock = threading.Lock()
-        self.counters: dict[str, int] = {"in": 0, "out": 0, "bad_input": 0}
+        self.counters: dict[str, int] = {"in": 0, "out": 0, "dropped": 0, "bad_input": 0}
         self.busy_s = 0.0  # wall-clock seconds spent in process() [s]
         self.samples = 0  # samples processed (input vector lengths)
 
@@ -68,22 +68,31 @@ class BurstStage(gr.basic_block):
     def _handle(self, msg: pmt.pmt_base) -> None:
         t0 = time.perf_counter()
         self.count("in")
+        n = 0
         try:
             if not pmt.is_pair(msg) or not pmt.is_dict(pmt.car(msg)):
                 raise TypeError("PDU is not a (dict . vector) pair")
             meta = pmt.to_python(pmt.car(msg)) or {}
             vec = pmt.cdr(msg)
             data: Any = pmt_to_c32(vec) if self._in_kind == "c32" else pmt_to_u8(vec)
-        except (TypeError, ValueError, RuntimeError) as e:
-            self.count("bad_input")
-            log.warning("%s: dropped a bad PDU: %s", self.name(), e)
+            n = len(data)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+            self._drop("bad_input", f"dropped a bad PDU: {e}")
             return
         try:
             out = self.process(meta, data)
+            if out is not None:
+                meta_out, data_out = out
+                vec_out = (
+                    c32_to_pmt(np.asarray(data_out))
+                    if self._out_kind == "c32"
+                    else u8_to_pmt(bytes(data_out))
+                )
+                out = (meta_to_pmt(meta_out), vec_out)
         except Dropped as e:
             self.count(str(e))
             out = None
-        except (ValueError, KeyError, TypeError, FloatingPointError) as e:
+        except (ValueError, KeyError, TypeError, FloatingPointError, OverflowError) as e:
             self.count("bad_input")
             log.warning("%s: dropped a burst: %s", self.name(), e)
             out = None
@@ -91,16 +100,16 @@ class BurstStage(gr.basic_block):
             self.count("internal_error")
             log.exception("%s: internal error on a burst; dropped", self.name())
             out = None
-        n = len(data)
         if out is not None:
-            meta_out, data_out = out
-            vec_out = (
-                c32_to_pmt(np.asarray(data_out))
-                if self._out_kind == "c32"
-                else u8_to_pmt(bytes(data_out))
-            )
-            self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.to_pmt(meta_out), vec_out))
+            self.message_port_pub(pmt.intern("out"), pmt.cons(*out))
             self.count("out")
+        else:
+            self.count("dropped")
         with self._lock:
             self.busy_s += time.perf_counter() - t0
             self.samples += n
+
+    def _drop(self, counter: str, why: str) -> None:
+        self.count(counter)
+        self.count("dropped")
+        log.warning("%s: %s", self.name(), why)

@@ -5,6 +5,8 @@
     [emulator]
     stats_interval_s = 10.0        # periodic stats log line [s] (0 = off)
     max_payload_bytes = 16384      # largest accepted PDU payload [bytes]
+    max_tx_time_s = 2592000.0      # tx_time horizon [emulated s] (30 days); later = bad_tx_time
+    max_bursts_in_flight = 64      # per link; above it the input is not read (back-pressure)
 
     [[link]]
     id = "c1"                      # link id: [A-Za-z0-9_-]+
@@ -61,6 +63,9 @@ from channel import (
     ScheduledLinkGeometry,
 )
 from testbed.errors import ConfigError
+
+DEFAULT_MAX_TX_TIME_S = 30 * 86400.0  # tx_time horizon [emulated s]
+DEFAULT_MAX_IN_FLIGHT = 64  # bursts accepted by a link's input, not yet delivered or lost
 
 __all__ = ["EmulatorConfig", "LinkConfig", "load_config", "parse_config"]
 
@@ -124,6 +129,8 @@ class EmulatorConfig:
     links: tuple[LinkConfig, ...]
     stats_interval_s: float = 10.0
     max_payload_bytes: int = 16384
+    max_tx_time_s: float = DEFAULT_MAX_TX_TIME_S
+    max_bursts_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     source: str = "<config>"
 
 
@@ -269,7 +276,12 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> EmulatorConf
     if not isinstance(emu, dict):
         raise ConfigError(f"{source}: emulator: must be a table")
     for k in emu:
-        if k not in ("stats_interval_s", "max_payload_bytes"):
+        if k not in (
+            "stats_interval_s",
+            "max_payload_bytes",
+            "max_tx_time_s",
+            "max_bursts_in_flight",
+        ):
             raise ConfigError(f"{source}: emulator.{k}: unknown key")
     links_raw = data.get("link", [])
     if not isinstance(links_raw, list) or not links_raw:
@@ -284,10 +296,20 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> EmulatorConf
     mp = emu.get("max_payload_bytes", 16384)
     if isinstance(mp, bool) or not isinstance(mp, int) or not 1 <= mp <= 0xFFFF - 4:
         raise ConfigError(f"{source}: emulator.max_payload_bytes: expected 1..65531, got {mp!r}")
+    horizon = _num(f"{source}: emulator", emu, "max_tx_time_s", DEFAULT_MAX_TX_TIME_S)
+    if not horizon > 0:
+        raise ConfigError(f"{source}: emulator.max_tx_time_s: must be > 0, got {horizon!r}")
+    cap = emu.get("max_bursts_in_flight", DEFAULT_MAX_IN_FLIGHT)
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100_000:
+        raise ConfigError(
+            f"{source}: emulator.max_bursts_in_flight: expected 1..100000, got {cap!r}"
+        )
     return EmulatorConfig(
         links=links,
         stats_interval_s=_num(f"{source}: emulator", emu, "stats_interval_s", 10.0, 0.0),
         max_payload_bytes=mp,
+        max_tx_time_s=horizon,
+        max_bursts_in_flight=cap,
         source=source,
     )
 

@@ -131,7 +131,9 @@ class ElevationGate(BurstStage):
     .. math:: y_n = x_n \\cdot \\mathbb 1[\\theta(t_n) \\ge \\theta_{min}]
 
     θ(t) from :meth:`channel.LinkGeometry.state` on a grid (one point per millisecond, at
-    most 257 points per burst) across the burst, linearly interpolated to every sample.
+    most 257 points per burst) across the burst, linearly interpolated to every sample. A
+    geometry with ``inside(t)`` (:class:`channel.ScheduledLinkGeometry`) is asked per sample,
+    so the gate closes exactly at the window edge.
 
     Parameters
     ----------
@@ -149,6 +151,11 @@ class ElevationGate(BurstStage):
 
     def process(self, meta: dict[str, Any], data: Any) -> tuple[dict[str, Any], Any]:
         t0 = float(meta["_t0"])
+        inside = getattr(self.geometry, "inside", None)
+        if callable(inside):
+            keep = np.asarray(inside(t0 + np.arange(data.size) / self.fs), dtype=bool)
+            meta["gated_fraction"] = float(1.0 - keep.mean()) if keep.size else 0.0
+            return meta, data if keep.all() else data * keep
         dur = data.size / self.fs
         n_grid = int(min(257, max(2, math.ceil(dur / 1e-3) + 1)))
         tg = t0 + np.linspace(0.0, dur, n_grid)

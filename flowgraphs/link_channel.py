@@ -87,7 +87,9 @@ class LinkChannel(gr.hier_block2):
         offset_db = 10.0 * math.log10(bw / symbol_rate_hz)
 
         def predict(t: float) -> float:
-            return float(geometry.state(t).snr_db) + offset_db
+            # at the burst's serialised start, as far as the link clock knows it now
+            start = max(t, self.scheduler.free_time_s)
+            return float(geometry.state(start).snr_db) + offset_db
 
         # stock CRC-32 (IEEE 802.3, reflected, appended little-endian)
         self.crc = digital.crc_append(32, 0x04C11DB7, 0xFFFFFFFF, 0xFFFFFFFF, True, True, True, 0)
@@ -121,6 +123,16 @@ class LinkChannel(gr.hier_block2):
         self.msg_connect(self.crc_check, "out", self, "out")
         self.msg_connect(self.scheduler, "status", self, "status")
         self._pmt_in = pmt.intern("in")
+
+    def finished(self) -> int:
+        """Bursts that have left the chain: delivered, or dropped by any stage."""
+        return self.crc_check.counters.get("out", 0) + sum(
+            s.counters.get("dropped", 0) for s in self.stages
+        )
+
+    def request_stop(self) -> None:
+        """End real-time waits now (call before stopping the flowgraph)."""
+        self.scheduler.request_stop()
 
     def stats(self) -> dict[str, Any]:
         """Per-stage counters and busy times, keyed by stage name."""

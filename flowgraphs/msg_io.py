@@ -12,7 +12,7 @@ from typing import Any
 import pmt
 from gnuradio import gr
 
-from flowgraphs.pmt_numpy import pmt_to_c32, pmt_to_u8, u8_to_pmt
+from flowgraphs.pmt_numpy import meta_to_pmt, pmt_to_c32, pmt_to_u8, u8_to_pmt
 
 __all__ = ["PduCollector", "PduInjector"]
 
@@ -26,7 +26,7 @@ class PduInjector(gr.basic_block):
 
     def send(self, meta: dict[str, Any], payload: bytes) -> None:
         """Publish ``(meta . u8vector(payload))``."""
-        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.to_pmt(meta), u8_to_pmt(payload)))
+        self.message_port_pub(pmt.intern("out"), pmt.cons(meta_to_pmt(meta), u8_to_pmt(payload)))
 
 
 class PduCollector(gr.basic_block):

@@ -16,7 +16,7 @@ import ctypes
 import numpy as np
 import pmt
 
-__all__ = ["c32_to_pmt", "pmt_to_c32", "pmt_to_u8", "u8_to_pmt"]
+__all__ = ["c32_to_pmt", "meta_to_pmt", "pmt_to_c32", "pmt_to_u8", "u8_to_pmt"]
 
 _get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _get_pointer.restype = ctypes.c_void_p
@@ -68,3 +68,25 @@ def pmt_to_u8(v: pmt.pmt_base) -> bytes:
     if n == 0:
         return b""
     return _view(pmt.uniform_vector_elements(v, 0), n, np.uint8).tobytes()
+
+
+def _value_to_pmt(v: object) -> pmt.pmt_base:
+    if isinstance(v, int) and not isinstance(v, bool) and 2**63 <= v < 2**64:
+        return pmt.from_uint64(v)  # pmt.to_pmt only knows int64
+    if isinstance(v, dict):
+        return meta_to_pmt(v)
+    return pmt.to_pmt(v)
+
+
+def meta_to_pmt(meta: dict) -> pmt.pmt_base:
+    """Metadata dict → PMT dict, like ``pmt.to_pmt`` but with uint64 values (≥ 2**63) kept.
+
+    Raises TypeError/ValueError for a value PMT cannot hold (e.g. an integer ≥ 2**64).
+    """
+    d = pmt.make_dict()
+    for k, v in meta.items():
+        try:
+            d = pmt.dict_add(d, pmt.intern(str(k)), _value_to_pmt(v))
+        except (TypeError, ValueError, OverflowError, RuntimeError) as e:
+            raise ValueError(f"metadata key {k!r}: cannot convert to PMT: {e}") from e
+    return d

@@ -78,13 +78,19 @@ class Emulator:
             parts.append(out)
             status = ZmqPduSink(lc.status_addr)
             parts.append(status)
-            src = ZmqPduSource(lc.in_addr, self.config.max_payload_bytes)
+            src = ZmqPduSource(
+                lc.in_addr,
+                self.config.max_payload_bytes,
+                max_tx_time_s=self.config.max_tx_time_s,
+                max_in_flight=self.config.max_bursts_in_flight,
+            )
         except ValueError:
             for p in parts:
                 p.close()
             raise
         lp = _LinkParts(lc, src, chan, out, status)
         src.stats_fn = lambda: self.link_stats(lp)
+        src.in_flight_fn = lambda: self.in_flight(lp)
         self.tb.msg_connect(src, "out", chan, "in")
         self.tb.msg_connect(chan, "out", out, "in")
         self.tb.msg_connect(chan, "status", status, "in")
@@ -92,14 +98,21 @@ class Emulator:
         return lp
 
     @staticmethod
-    def link_stats(lp: _LinkParts) -> dict[str, Any]:
+    def in_flight(lp: _LinkParts) -> int:
+        """Bursts the link's input accepted that were neither delivered nor lost yet."""
+        return lp.source.stats()["accepted"] - lp.channel.finished()
+
+    @classmethod
+    def link_stats(cls, lp: _LinkParts) -> dict[str, Any]:
         """Flat counters of one link (the reply to a ``stats`` request)."""
         s: dict[str, Any] = {"link": lp.cfg.id}
         s.update({f"in_{k}": v for k, v in lp.source.stats().items()})
         s.update(lp.channel.summary())
+        s["in_flight"] = cls.in_flight(lp)
         free = lp.channel.scheduler.free_time_s
         s["link_free_s"] = free if math.isfinite(free) else 0.0
-        s.update({f"out_{k}": v for k, v in lp.out.counters.items()})
+        s.update({f"out_{k}": v for k, v in lp.out.stats().items()})
+        s.update({f"status_{k}": v for k, v in lp.status.stats().items()})
         return s
 
     def stats(self) -> dict[str, dict[str, Any]]:
@@ -120,6 +133,11 @@ class Emulator:
             )
 
     def stop(self) -> None:
+        # wake every wait first (real-time pacing, sends), so the message threads end at once
+        for lp in self.links:
+            lp.channel.request_stop()
+            lp.out.request_stop()
+            lp.status.request_stop()
         self.tb.stop()
         self.tb.wait()
 

@@ -2,9 +2,12 @@
 
 Equivalent to gr-zeromq's ``pull_msg_source`` / ``push_msg_sink`` (same wire format:
 ``pmt.serialize_str`` of the PDU), but the source validates every message with the
-reference decoder :func:`testbed.pdu.decode_pdu` and counts what it rejects, and the sink
-never blocks the flowgraph when no receiver is connected (it waits ``send_timeout_ms``,
-then counts the PDU as ``dropped_no_peer``).
+reference decoder :func:`testbed.pdu.decode_pdu`, counts what it rejects, republishes the
+metadata it validated (re-encoded by :func:`testbed.pdu.encode_pdu`, so a duplicated key
+cannot smuggle a different value past it) and stops reading while too many bursts are in
+flight (ZeroMQ's high-water mark then pushes back on the sender); the sink never blocks the
+flowgraph: a PDU that no receiver can take at once (none connected, or its queue full) is
+dropped and counted as ``dropped``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +23,9 @@ import pmt
 import zmq
 from gnuradio import gr
 
-from flowgraphs.pmt_numpy import u8_to_pmt
-from testbed.pdu import KEY_CMD, KEY_TX_TIME, PduError, decode_pdu, finite_float
+from flowgraphs.config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TX_TIME_S
+from flowgraphs.pmt_numpy import meta_to_pmt, u8_to_pmt
+from testbed.pdu import KEY_CMD, KEY_TX_TIME, PduError, decode_pdu, encode_pdu, finite_float
 
 __all__ = ["ZmqPduSink", "ZmqPduSource"]
 
@@ -28,17 +33,26 @@ log = logging.getLogger("flowgraphs")
 
 _LOG_FIRST = 10  # log the first bad inputs, then every _LOG_EVERY-th
 _LOG_EVERY = 1000
+_META_ALLOWANCE = 65536  # bytes of metadata allowed on top of the payload limit
+_RCVHWM = 16  # messages ZeroMQ queues on the input before the sender blocks
 
 
 class ZmqPduSource(gr.basic_block):
     """PULL socket → validated PDUs on message port ``out``.
 
-    Accepted: a PMT pair ``(dict . u8vector)`` whose dict has a finite, non-negative
-    ``tx_time`` [s] and whose payload is 1 … ``max_payload_bytes`` long. Rejected inputs are
-    counted under ``not_pdu`` (not PMT / not a PDU / oversized buffer), ``bad_tx_time``
-    (missing or not a finite number ≥ 0), ``bad_payload`` (empty or too long) or
-    ``multipart``. A PDU with meta ``{"cmd": "stats"}`` is a stats request: ``stats_fn()``
-    is published on port ``status``.
+    Accepted: a PMT pair ``(dict . u8vector)`` whose dict has a number ``tx_time`` [s] in
+    0 … ``max_tx_time_s`` and whose payload is 1 … ``max_payload_bytes`` long. Rejected
+    inputs are counted under ``not_pdu`` (not PMT / not a PDU / oversized buffer),
+    ``bad_tx_time`` (missing, not a finite number, < 0 or beyond the horizon),
+    ``bad_payload`` (empty or too long) or ``multipart``. A PDU with meta
+    ``{"cmd": "stats"}`` is a stats request: ``stats_fn()`` is published on port ``status``.
+
+    Back-pressure: while ``in_flight_fn()`` (bursts accepted and not yet delivered or lost)
+    is ≥ ``max_in_flight`` the source does not read; the socket's receive high-water mark
+    (16 messages) then fills and the sender's ``send`` blocks (or fails with ``EAGAIN``).
+    Each such pause is counted in ``overload``. A message longer than
+    ``max_payload_bytes + 65536`` makes ZeroMQ drop the sender's connection
+    (``ZMQ_MAXMSGSIZE``; it reconnects by itself).
 
     Parameters
     ----------
@@ -46,6 +60,9 @@ class ZmqPduSource(gr.basic_block):
     max_payload_bytes : largest accepted payload [bytes]
     bind : bind (True) or connect (False)
     stats_fn : returns the flat dict answered to a stats request
+    max_tx_time_s : largest accepted ``tx_time`` [emulated s]
+    max_in_flight : bursts in flight above which the source stops reading
+    in_flight_fn : returns the bursts in flight (None: no cap)
     """
 
     def __init__(
@@ -54,20 +71,37 @@ class ZmqPduSource(gr.basic_block):
         max_payload_bytes: int = 16384,
         bind: bool = True,
         stats_fn: Callable[[], dict[str, Any]] | None = None,
+        max_tx_time_s: float = DEFAULT_MAX_TX_TIME_S,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        in_flight_fn: Callable[[], int] | None = None,
     ) -> None:
         gr.basic_block.__init__(self, name="satfl_zmq_pdu_source", in_sig=None, out_sig=None)
         if max_payload_bytes < 1:
             raise ValueError("max_payload_bytes must be >= 1")
+        if not (math.isfinite(max_tx_time_s) and max_tx_time_s > 0):
+            raise ValueError("max_tx_time_s must be a finite number > 0")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
         self.address = address
         self.max_payload_bytes = int(max_payload_bytes)
+        self.max_tx_time_s = float(max_tx_time_s)
+        self.max_in_flight = int(max_in_flight)
+        self.in_flight_fn = in_flight_fn
         self.stats_fn = stats_fn
         self.message_port_register_out(pmt.intern("out"))
         self.message_port_register_out(pmt.intern("status"))
-        self.counters: dict[str, int] = {"received": 0, "accepted": 0, "rejected": 0}
+        self.counters: dict[str, int] = {
+            "received": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "overload": 0,
+        }
         self._lock = threading.Lock()
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, _RCVHWM)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, self.max_payload_bytes + _META_ALLOWANCE)
         try:
             if bind:
                 self._sock.bind(address)
@@ -112,10 +146,22 @@ class ZmqPduSource(gr.basic_block):
     def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
+        paused = False
         while not self._stop.is_set():
+            if self.in_flight_fn is not None and self.in_flight_fn() >= self.max_in_flight:
+                if not paused:
+                    paused = True
+                    with self._lock:
+                        self.counters["overload"] += 1
+                self._stop.wait(0.005)  # leave the messages to ZeroMQ's queue
+                continue
+            paused = False
             if not poller.poll(100):
                 continue
-            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
             with self._lock:
                 self.counters["received"] += 1
             if len(frames) != 1:
@@ -126,51 +172,72 @@ class ZmqPduSource(gr.basic_block):
     def handle_bytes(self, buf: bytes) -> None:
         """Validate one serialised PDU and publish it (or count why not)."""
         try:
-            meta, payload = decode_pdu(buf, max_bytes=self.max_payload_bytes + 65536)
+            meta, payload = decode_pdu(buf, max_bytes=self.max_payload_bytes + _META_ALLOWANCE)
         except PduError as e:
             self._reject("not_pdu", str(e))
             return
         if meta.get(KEY_CMD) == "stats":
             stats = self.stats_fn() if self.stats_fn is not None else self.stats()
             reply = {KEY_CMD: "stats", **{k: v for k, v in stats.items() if k != KEY_CMD}}
-            self.message_port_pub(pmt.intern("status"), pmt.cons(pmt.to_pmt(reply), u8_to_pmt(b"")))
+            try:
+                reply_pmt = meta_to_pmt(reply)
+            except ValueError as e:
+                log.warning("%s: cannot answer a stats request: %s", self.address, e)
+                return
+            self.message_port_pub(pmt.intern("status"), pmt.cons(reply_pmt, u8_to_pmt(b"")))
             return
         try:
             t = finite_float(meta, KEY_TX_TIME)
-            if t < 0 or not math.isfinite(t):
+            if t < 0:
                 raise PduError("tx_time must be >= 0")
+            if t > self.max_tx_time_s:
+                raise PduError(f"tx_time {t:g} s is beyond the horizon {self.max_tx_time_s:g} s")
         except PduError as e:
             self._reject("bad_tx_time", str(e))
             return
         if not 0 < len(payload) <= self.max_payload_bytes:
             self._reject("bad_payload", f"{len(payload)} bytes (limit {self.max_payload_bytes})")
             return
+        # republish what was validated: the reference encoding of the decoded dict (with a
+        # duplicated key the raw bytes could carry another value for PMT's own parser)
+        try:
+            msg = pmt.deserialize_str(encode_pdu(meta, payload))
+        except (PduError, RuntimeError) as e:
+            self._reject("not_pdu", f"cannot re-encode: {e}")
+            return
         with self._lock:
             self.counters["accepted"] += 1
-        # decode_pdu accepted it, so PMT's own deserialiser builds the identical object fast
-        self.message_port_pub(pmt.intern("out"), pmt.deserialize_str(buf))
+        self.message_port_pub(pmt.intern("out"), msg)
 
 
 class ZmqPduSink(gr.basic_block):
     """PDUs on message port ``in`` → PUSH socket (``pmt.serialize_str`` bytes).
 
+    Never blocks the flowgraph for long: a PDU that no receiver can take (none connected, or
+    its queue at the high-water mark) within ``send_timeout_ms`` — by default at once — is
+    dropped and counted in ``dropped``; a flowgraph stop ends any wait.
+
     Parameters
     ----------
     address : ZeroMQ endpoint to bind (or connect)
     bind : bind (True) or connect (False)
-    send_timeout_ms : how long a PDU waits for a receiver before it is dropped [ms]
+    send_timeout_ms : how long a PDU may wait for a receiver before it is dropped [ms]
     """
 
-    def __init__(self, address: str, bind: bool = True, send_timeout_ms: int = 1000) -> None:
+    def __init__(self, address: str, bind: bool = True, send_timeout_ms: int = 0) -> None:
         gr.basic_block.__init__(self, name="satfl_zmq_pdu_sink", in_sig=None, out_sig=None)
+        if send_timeout_ms < 0:
+            raise ValueError("send_timeout_ms must be >= 0")
         self.address = address
+        self.send_timeout_s = send_timeout_ms / 1000.0
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
-        self.counters: dict[str, int] = {"sent": 0, "dropped_no_peer": 0}
+        self.counters: dict[str, int] = {"sent": 0, "dropped": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.PUSH)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.SNDTIMEO, int(send_timeout_ms))
         try:
             if bind:
                 self._sock.bind(address)
@@ -181,15 +248,44 @@ class ZmqPduSink(gr.basic_block):
             self._ctx.term()
             raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
 
+    def start(self) -> bool:
+        self._stop.clear()
+        return True
+
+    def stop(self) -> bool:
+        self.request_stop()
+        return True
+
+    def request_stop(self) -> None:
+        """End any send wait now; from here on PDUs nobody takes at once are dropped."""
+        self._stop.set()
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counters)
+
     def _handle(self, msg: pmt.pmt_base) -> None:
-        try:
-            self._sock.send(pmt.serialize_str(msg))
-            self.counters["sent"] += 1
-        except zmq.Again:
-            self.counters["dropped_no_peer"] += 1
-            log.warning("%s: no receiver connected; PDU dropped", self.address)
-        except zmq.ZMQError as e:  # socket closed during shutdown
-            log.debug("%s: send failed: %s", self.address, e)
+        buf = pmt.serialize_str(msg)
+        deadline = time.monotonic() + self.send_timeout_s
+        while True:
+            try:
+                self._sock.send(buf, zmq.NOBLOCK)
+            except zmq.Again:
+                left = deadline - time.monotonic()
+                if left > 0 and not self._stop.wait(min(left, 0.01)):
+                    continue
+                with self._lock:
+                    self.counters["dropped"] += 1
+                    n = self.counters["dropped"]
+                if n <= _LOG_FIRST or n % _LOG_EVERY == 0:
+                    log.warning("%s: no receiver took PDU (drop #%d)", self.address, n)
+                return
+            except zmq.ZMQError as e:  # socket closed during shutdown
+                log.debug("%s: send failed: %s", self.address, e)
+                return
+            with self._lock:
+                self.counters["sent"] += 1
+            return
 
     def close(self) -> None:
         """Close the socket (after the flowgraph stopped)."""

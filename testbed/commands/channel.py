@@ -24,6 +24,8 @@ _DEFAULT_SNR = {
     "16qam": "15,16,17,18,19,20",
 }
 
+_PER_SYMBOL_RATE_HZ = 250.0e3  # symbol rate of `channel per` (f_s = 1 MHz) [Hz]
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``channel`` command group."""
@@ -153,6 +155,13 @@ def _per(args: argparse.Namespace) -> int:
         raise UserError("--frames must be >= 1 and --payload-bytes in 1..65531")
     if args.rician_k_db is not None and not math.isfinite(args.rician_k_db):
         raise UserError("--rician-k-db must be finite")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    half_rs = _PER_SYMBOL_RATE_HZ / 2
+    if not math.isfinite(args.doppler_hz) or abs(args.doppler_hz) >= half_rs:
+        raise UserError(
+            f"--doppler-hz must be finite with |f| < R_s/2 = {half_rs:g} Hz, got {args.doppler_hz}"
+        )
     from flowgraphs.measure import per_curve
 
     res = per_curve(
@@ -163,6 +172,7 @@ def _per(args: argparse.Namespace) -> int:
         args.rician_k_db,
         doppler_hz=args.doppler_hz,
         seed=args.seed,
+        symbol_rate_hz=_PER_SYMBOL_RATE_HZ,
     )
     if args.plot:
         _plot(res, args.plot)

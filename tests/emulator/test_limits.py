@@ -1,0 +1,214 @@
+"""Hostile input and shutdown: time horizon, uint64 metadata, duplicate keys, back-pressure,
+non-blocking sinks, stop-aware pacing, `channel per` argument checks."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import numpy as np
+import pmt
+import pytest
+import zmq
+
+import channel
+from channel.shadowing import ShadowingProcess
+from testbed.pdu import decode_pdu, encode_pdu
+
+from ..conftest import run_cli
+from .conftest import run_stage
+
+FS, RS = 1.0e6, 250.0e3
+
+
+def _geometry():
+    p = channel.LinkParams(
+        tx_power_dbm=40.0, bandwidth_hz=1.0e6, shadowing_sigma_db=0.0, rain_probability=0.0
+    )
+    return channel.ScheduledLinkGeometry([(0.0, 1.0e9)], p, elevation_deg=60.0)
+
+
+def test_shadowing_at_any_time_is_cheap_deterministic_and_correlated():
+    # Prepare: τ = 10 s, grid step 1 s; 50 blocks of 4096 grid points
+    s = ShadowingProcess(2.0, 10.0, seed=3)
+    # Execute / Assert: a far time costs one block, not the whole history
+    t0 = time.perf_counter()
+    far = s.db([1e300, 3e7])
+    assert time.perf_counter() - t0 < 0.5
+    np.testing.assert_array_equal(ShadowingProcess(2.0, 10.0, seed=3).db([1e300, 3e7]), far)
+    x = s.db(np.arange(50 * 4096) * s.step_s)
+    # stationary with E[X(t)X(t+τ)] = σ² e^{-1}, across the block boundaries too
+    assert np.std(x) == pytest.approx(2.0, rel=0.1)
+    assert np.mean(x[:-10] * x[10:]) / 4.0 == pytest.approx(np.exp(-1.0), abs=0.07)
+    b = np.arange(1, 50) * 4096
+    assert np.max(np.abs(x[b] - x[b - 1])) < 4 * 2.0 * np.sqrt(1 - np.exp(-0.2))
+
+
+@pytest.mark.integration
+def test_scheduler_clock_advances_only_for_a_computable_state():
+    from flowgraphs.burst_scheduler import BurstScheduler
+
+    class Limited:  # a geometry that cannot compute beyond 100 s
+        params = _geometry().params
+
+        def state(self, t, shadowing=True):
+            if np.max(t) > 100.0:
+                raise ValueError("beyond the ephemeris")
+            return _geometry().state(t, shadowing)
+
+    sched = BurstScheduler("s", Limited(), FS, RS, 1.0e6)
+    x = np.ones(100, np.complex64)
+    items = [({"tx_time": 1.0e6}, x), ({"tx_time": "abc"}, x), ({"tx_time": 5.0}, x)]
+    out = run_stage(sched, items, timeout_s=1.0)
+    assert [m["tx_start"] for m, _ in out] == [5.0]
+    assert sched.counters["bad_input"] == 2
+
+
+@pytest.mark.integration
+def test_source_checks_the_horizon_and_republishes_the_validated_metadata(tmp_path):
+    from gnuradio import gr
+
+    from flowgraphs.msg_io import PduCollector
+    from flowgraphs.zmq_pdu import ZmqPduSource
+
+    src = ZmqPduSource(f"ipc://{tmp_path}/in", max_tx_time_s=1000.0)
+    col = PduCollector()
+    tb = gr.top_block()
+    tb.msg_connect(src, "out", col, "in")
+    # tx_time twice: 50.0, then a string (the two parsers may pick different entries)
+    dup = (
+        b"\x07\x09\x07\x02\x00\x07tx_time\x04"
+        + struct.pack(">d", 50.0)
+        + b"\x09\x07\x02\x00\x07tx_time\x02\x00\x03abc\x06"
+        + b"\x0a\x00\x00\x00\x00\x01\x00x"
+    )
+    tb.start()
+    try:
+        src.handle_bytes(encode_pdu({"tx_time": 1e300, "seq": 1}, b"x"))
+        src.handle_bytes(encode_pdu({"tx_time": 1000.5, "seq": 2}, b"x"))
+        src.handle_bytes(dup)
+        src.handle_bytes(encode_pdu({"tx_time": 7.0, "seq": 2**64 - 1}, b"y"))
+        col.wait_for(2, 3.0)
+    finally:
+        tb.stop()
+        tb.wait()
+        src.close()
+    c = src.stats()
+    assert c["bad_tx_time"] == 2 and c["accepted"] == 2
+    (m_dup, _), (m_u64, _) = col.items
+    assert m_dup["tx_time"] == decode_pdu(dup)[0]["tx_time"] == 50.0
+    assert m_u64 == {"tx_time": 7.0, "seq": 2**64 - 1}
+
+
+@pytest.mark.integration
+def test_uint64_metadata_does_not_kill_the_link():
+    from gnuradio import gr
+
+    from flowgraphs.link_channel import LinkChannel
+    from flowgraphs.msg_io import PduCollector, PduInjector
+
+    link = LinkChannel("u", _geometry(), None, FS, RS, "qpsk", seed=1)
+    inj, col = PduInjector(), PduCollector()
+    tb = gr.top_block()
+    tb.msg_connect(inj, "out", link, "in")
+    tb.msg_connect(link, "out", col, "in")
+    tb.start()
+    try:
+        for i, seq in enumerate((2**63, 2**64 - 1, 3)):
+            msg = pmt.deserialize_str(encode_pdu({"tx_time": 1.0 + i, "seq": seq}, b"a" * 50))
+            inj.message_port_pub(pmt.intern("out"), msg)
+        col.wait_for(3, 10.0)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert sorted(m["seq"] for m, _ in col.items) == [3, 2**63, 2**64 - 1]
+    assert link.summary()["stage_errors"] == 0
+
+
+@pytest.mark.integration
+def test_source_stops_reading_while_too_many_bursts_are_in_flight(tmp_path):
+    from gnuradio import gr
+
+    from flowgraphs.msg_io import PduCollector
+    from flowgraphs.zmq_pdu import ZmqPduSource
+
+    in_flight = [4]
+    addr = f"ipc://{tmp_path}/in"
+    src = ZmqPduSource(addr, max_in_flight=4, in_flight_fn=lambda: in_flight[0])
+    assert src._sock.getsockopt(zmq.RCVHWM) == 16
+    assert src._sock.getsockopt(zmq.MAXMSGSIZE) == 16384 + 65536
+    tb = gr.top_block()
+    tb.msg_connect(src, "out", PduCollector(), "in")
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(addr)
+    tb.start()
+    try:
+        for i in range(3):
+            push.send(encode_pdu({"tx_time": 1.0, "seq": i}, b"x"))
+        time.sleep(0.4)
+        held = src.stats()
+        in_flight[0] = 0
+        deadline = time.monotonic() + 3.0
+        while src.stats()["accepted"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        tb.stop()
+        tb.wait()
+        src.close()
+        push.close()
+        ctx.term()
+    assert held["received"] == 0 and held["overload"] == 1
+    assert src.stats()["accepted"] == 3
+
+
+@pytest.mark.integration
+def test_sink_without_a_receiver_drops_at_once(tmp_path):
+    from flowgraphs.zmq_pdu import ZmqPduSink
+
+    sink = ZmqPduSink(f"ipc://{tmp_path}/out")
+    msg = pmt.cons(pmt.make_dict(), pmt.init_u8vector(1, [0]))
+    try:
+        t0 = time.perf_counter()
+        for _ in range(5):
+            sink._handle(msg)
+        dt = time.perf_counter() - t0
+    finally:
+        sink.close()
+    assert dt < 0.2 and sink.stats() == {"sent": 0, "dropped": 5}
+
+
+@pytest.mark.integration
+def test_realtime_wait_ends_on_stop():
+    from flowgraphs.burst_scheduler import BurstScheduler
+
+    sched = BurstScheduler("rt", _geometry(), FS, RS, 1.0e6, realtime=True)
+    x = np.ones(100, np.complex64)
+
+    def two_bursts():
+        sched.process({"tx_time": 0.0}, x)
+        sched.process({"tx_time": 300.0}, x)  # held ≈ 300 s of wall clock
+
+    th = threading.Thread(target=two_bursts, daemon=True)
+    th.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    sched.request_stop()
+    th.join(timeout=2.0)
+    assert not th.is_alive() and time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--seed", "-1"], "--seed"),
+        (["--doppler-hz", "nan"], "--doppler-hz"),
+        (["--doppler-hz", "125000"], "--doppler-hz"),
+    ],
+)
+def test_per_rejects_bad_seed_and_doppler_in_one_line(args, flag):
+    r = run_cli("channel", "per", "--frames", "1", "--snr-db", "10", *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and flag in r.stderr

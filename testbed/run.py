@@ -129,9 +129,31 @@ def _show(alg: str, prog: dict[str, Any]) -> str:
     )
 
 
+def doppler_warning(scn: Any) -> str | None:
+    """A warning when the carrier Doppler exceeds the receiver's acquisition range.
+
+    The burst receiver's coarse frequency estimate covers ±R_s/2 (docs/emulator.md); an
+    orbit pass at 600 km shows |f_d| up to v/λ (≈ 44 kHz at 2 GHz). Without pre-compensation
+    a narrower modem loses every frame — physically right, but worth saying up front.
+    """
+    if scn.schedule.mode != "orbit" or scn.link.doppler_precomp != "none":
+        return None
+    fd = scn.link_geometry(scn.clusters[0].id).max_doppler_hz()
+    if fd <= scn.link.symbol_rate_hz / 2:
+        return None
+    return (
+        f'link.doppler_precomp = "none": the carrier Doppler reaches ±{fd / 1e3:.0f} kHz '
+        f"but the receiver acquires only ±{scn.link.symbol_rate_hz / 2e3:g} kHz "
+        f'(R_s/2); expect most frames to be lost (set doppler_precomp = "residual")'
+    )
+
+
 def run_algorithm(scn: Any, sub: Path, verbose: int = 0, out=sys.stderr) -> None:
     """Run one algorithm's processes to completion (raises on failure)."""
     token = secrets.token_hex(4)
+    warn = doppler_warning(scn)
+    if warn:
+        out.write(f"testbed: warning: {warn}\n")
     prepare_run_dir(scn, sub, token)
     v = ["-v"] * max(1, verbose)
     kids = _Children()

@@ -198,3 +198,63 @@ def test_bad_scenario_is_one_line(tmp_path):
     r = _run(str(good), "--set", "bogus.key=1", timeout=60)
     assert r.returncode == 2 and "bogus" in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+ORBIT = """
+[scenario]
+name = "orbit"
+[link]
+modulation = "qpsk"
+sample_rate_hz = 200000.0
+symbol_rate_hz = 50000.0
+doppler_precomp = "{precomp}"
+residual_hz = 50.0
+[schedule]
+mode = "orbit"
+horizon_h = 24.0
+[time]
+round_s = 5.0
+[algorithm]
+name = "emsfl"
+cycles = 1
+[model]
+device = "cpu"
+[[cluster]]
+id = "c1"
+lat_deg = 48.1
+lon_deg = 11.6
+devices = 1
+[[cluster]]
+id = "c2"
+lat_deg = 40.4
+lon_deg = -3.7
+devices = 1
+"""
+
+
+def test_orbit_schedule_run_uses_real_passes(tmp_path):
+    f = tmp_path / "orbit.toml"
+    f.write_text(ORBIT.format(precomp="residual"))
+    out = tmp_path / "run"
+    r = _run(str(f), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = out / "emsfl"
+    windows = json.loads((d / "windows.json").read_text())
+    ups = [u for u in _jsonl(d / "uploads.jsonl") if u["status"] == "accepted"]
+    assert ups
+    for u in ups:  # inside a real pass of that cluster, above the elevation gate
+        assert any(a <= u["first_tx_s"] and u["accepted_s"] <= b for a, b in windows[u["cluster"]])
+        assert u["predicted_shannon_s"] < u["upload_time_s"]
+    assert "warning" not in r.stderr
+
+
+def test_doppler_beyond_acquisition_range_is_warned():
+    import tomllib
+
+    from testbed.run import doppler_warning
+    from testbed.scenario import parse_scenario
+
+    scn = parse_scenario(tomllib.loads(ORBIT.format(precomp="none")), "orbit.toml")
+    assert "doppler_precomp" in doppler_warning(scn)
+    scn = parse_scenario(tomllib.loads(ORBIT.format(precomp="residual")), "orbit.toml")
+    assert doppler_warning(scn) is None

@@ -57,6 +57,39 @@ class LinkState:
     raining: np.ndarray
 
 
+def _budget(
+    link: LinkGeometry | ScheduledLinkGeometry,
+    t: np.ndarray,
+    el: np.ndarray,
+    rng: np.ndarray,
+    raining: np.ndarray,
+    shadowing: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Large-scale loss [dB] and mean SNR [dB] of a link at times ``t``.
+
+    .. math::
+        L = L_{fs}(d) + \\frac{A_z + A_{rain} 1_{rain}}{\\sin\\theta} + X_\\sigma(t), \\quad
+        \\mathrm{SNR} = P_t + G_t + G_r - L - N - L_{impl}
+    """
+    p = link.params
+    loss = (
+        free_space_path_loss_db(rng, p.carrier_hz)
+        + atmospheric_loss_db(el, p.atmospheric_zenith_db)
+        + np.where(raining, rain_loss_db(el, p.rain_zenith_db), 0.0)
+    )
+    if shadowing:
+        loss = loss + link.shadowing.db(t)
+    snr = (
+        p.tx_power_dbm
+        + p.tx_antenna_gain_dbi
+        + p.rx_antenna_gain_dbi
+        - loss
+        - link.noise_dbm
+        - p.implementation_loss_db
+    )
+    return loss, snr
+
+
 class LinkGeometry:
     """Geometry and budget of the uplink from ``site`` to the satellite on ``orbit``.
 
@@ -106,21 +139,7 @@ class LinkGeometry:
             - doppler_hz(la.range_rate_mps[n : 2 * n], p.carrier_hz)
         ) / (2 * h)
         raining = self.rain.raining(t)
-        loss = (
-            free_space_path_loss_db(rng, p.carrier_hz)
-            + atmospheric_loss_db(el, p.atmospheric_zenith_db)
-            + np.where(raining, rain_loss_db(el, p.rain_zenith_db), 0.0)
-        )
-        if shadowing:
-            loss = loss + self.shadowing.db(t)
-        snr = (
-            p.tx_power_dbm
-            + p.tx_antenna_gain_dbi
-            + p.rx_antenna_gain_dbi
-            - loss
-            - self.noise_dbm
-            - p.implementation_loss_db
-        )
+        loss, snr = _budget(self, t, el, rng, raining, shadowing)
         out = LinkState(
             t,
             el,
@@ -236,27 +255,12 @@ class ScheduledLinkGeometry:
         """Link state at emulated times (see :meth:`LinkGeometry.state`)."""
         scalar = np.ndim(t_s) == 0
         t = np.atleast_1d(np.asarray(t_s, dtype=float))
-        p = self.params
         vis = self.inside(t)
         el = np.where(vis, self.elevation_deg, -10.0)
         rng = np.full_like(t, self.slant_range_m)
         zero = np.zeros_like(t)
         raining = self.rain.raining(t)
-        loss = (
-            free_space_path_loss_db(rng, p.carrier_hz)
-            + atmospheric_loss_db(np.maximum(el, 5.0), p.atmospheric_zenith_db)
-            + np.where(raining, rain_loss_db(np.maximum(el, 5.0), p.rain_zenith_db), 0.0)
-        )
-        if shadowing:
-            loss = loss + self.shadowing.db(t)
-        snr = (
-            p.tx_power_dbm
-            + p.tx_antenna_gain_dbi
-            + p.rx_antenna_gain_dbi
-            - loss
-            - self.noise_dbm
-            - p.implementation_loss_db
-        )
+        loss, snr = _budget(self, t, el, rng, raining, shadowing)
         out = LinkState(
             t,
             el,

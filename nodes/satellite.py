@@ -301,6 +301,11 @@ class SatelliteNode:
         self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end")
         log.info("cycle %d: global accuracy %.3f", cycle, acc_g)
 
+    def _record_upload(self, rec: dict[str, Any]) -> None:
+        """Append an upload record and remember it as that payload's latest state."""
+        self.uploads.write(rec)
+        self.sent[(rec["cluster"], int(rec["device"]), rec["stage"], int(rec["cycle"]))] = rec
+
     def _resume(self, sl: Any, t: float) -> None:
         """At AOS the cluster's frozen transfers wake up on the uplink (the download runs on
         the separate downlink meanwhile, so the conductor's clock does not wait for them)."""
@@ -314,8 +319,7 @@ class SatelliteNode:
             deadline=sl.los_s,
         )
         for rec in r["records"]:
-            self.uploads.write(rec)
-            self.sent[(rec["cluster"], int(rec["device"]), rec["stage"], int(rec["cycle"]))] = rec
+            self._record_upload(rec)
             self.event(
                 rec["accepted_s"] or t, "resumed", payload=rec["payload"], status=rec["status"]
             )
@@ -341,8 +345,7 @@ class SatelliteNode:
         recs = r["records"]
         nbytes = 0
         for rec in recs:
-            self.uploads.write(rec)
-            self.sent[(rec["cluster"], int(rec["device"]), rec["stage"], int(rec["cycle"]))] = rec
+            self._record_upload(rec)
             if rec["cycle"] == cycle and rec["stage"] == stage:
                 nbytes += int(rec["size_bytes"])
         mine = [x for x in recs if x["cycle"] == cycle and x["stage"] == stage]

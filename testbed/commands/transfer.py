@@ -132,12 +132,16 @@ def send_file(
     return rec
 
 
-def _emulator_config(link: str, args: argparse.Namespace) -> str:
+def _emulator_config(link: str, args: argparse.Namespace, eps: dict[str, Any]) -> str:
     lines = ["[emulator]", "stats_interval_s = 0", ""]
     for lid in (link, f"{link}-down"):
+        e = eps[lid]
         lines += [
             "[[link]]",
             f'id = "{lid}"',
+            f'in = "{e.in_addr}"',
+            f'out = "{e.out_addr}"',
+            f'status = "{e.status_addr}"',
             f'modulation = "{args.modulation}"',
             f"sample_rate_hz = {args.sample_rate_hz}",
             f"symbol_rate_hz = {args.symbol_rate_hz}",
@@ -152,19 +156,22 @@ def _emulator_config(link: str, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def _wait_for_emulator(proc: subprocess.Popen, links: list[str], timeout_s: float) -> None:
+def _wait_for_emulator(
+    proc: subprocess.Popen, addrs: list[str], log: Path, timeout_s: float
+) -> None:
+    """Until the emulator has bound ``addrs`` (fresh ipc paths: their files appear on bind)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            err = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
             raise UserError(
                 f"the emulator exited with status {proc.returncode}: "
-                f"{err.strip().splitlines()[-1] if err.strip() else 'no message'}"
+                f"{err[-1] if err else 'no message'}"
             )
-        if all(Path(f"/tmp/satfl-{lid}-in").exists() for lid in links):
+        if all(Path(a[len("ipc://") :]).exists() for a in addrs):
             return
         time.sleep(0.2)
-    raise UserError(f"the emulator did not come up within {timeout_s:g} s")
+    raise UserError(f"the emulator did not come up within {timeout_s:g} s; see {log}")
 
 
 def _check_endpoints(args: argparse.Namespace) -> None:
@@ -228,19 +235,36 @@ def _send_impl(args: argparse.Namespace) -> int:
     tmpdir = None
     try:
         if args.start_emulator:
+            # Endpoints unique to this invocation: no collision with a running emulator,
+            # another send, or socket files a killed process left behind.
             tmpdir = tempfile.mkdtemp(prefix="satfl-send-")
+            from nodes.zmq_link import LinkEndpoints
+
+            eps = {
+                lid: LinkEndpoints(*(f"ipc://{tmpdir}/{lid}-{k}" for k in ("in", "out", "status")))
+                for lid in (args.link, f"{args.link}-down")
+            }
+            up, down = eps[args.link], eps[f"{args.link}-down"]
             cfg = Path(tmpdir) / "emulator.toml"
-            cfg.write_text(_emulator_config(args.link, args))
-            env = dict(os.environ)
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "testbed.cli", "channel", "serve", "--config", str(cfg)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    env=env,
+            cfg.write_text(_emulator_config(args.link, args, eps))
+            log_path = Path(tmpdir) / "emulator.log"
+            with open(log_path, "wb") as logf:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "testbed.cli",
+                            "channel",
+                            "serve",
+                            "--config",
+                            str(cfg),
+                        ],
+                        stdout=logf,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
-            )
-            _wait_for_emulator(procs[0], [args.link, f"{args.link}-down"], 60.0)
+            _wait_for_emulator(procs[0], [e.in_addr for e in eps.values()], log_path, 60.0)
             rdir = args.receiver_dir or str(Path(tmpdir) / "receiver")
             procs.append(
                 subprocess.Popen(
@@ -253,10 +277,15 @@ def _send_impl(args: argparse.Namespace) -> int:
                         rdir,
                         "--link",
                         args.link,
+                        "--up-out",
+                        up.out_addr,
+                        "--down-in",
+                        down.in_addr,
+                        "--down-status",
+                        down.status_addr,
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                    env=env,
                 )
             )
         bitrate = args.symbol_rate_hz * {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4}.get(

@@ -258,3 +258,26 @@ def test_doppler_beyond_acquisition_range_is_warned():
     assert "doppler_precomp" in doppler_warning(scn)
     scn = parse_scenario(tomllib.loads(ORBIT.format(precomp="residual")), "orbit.toml")
     assert doppler_warning(scn) is None
+
+
+def test_ctrl_c_stops_everything(tmp_path):
+    scn = _scenario(tmp_path, algorithm="emsfl", cycles=3)
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "testbed.cli", "run", str(scn), "--out",
+                          str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not (out / "emsfl" / "progress.json").exists():
+            time.sleep(0.5)
+        assert _pgrep(str(out)), "the run's children did not start"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(1.0)
+    assert _pgrep(str(out)) == []
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +53,9 @@ def prepare_run_dir(scn: Any, sub: Path, token: str) -> None:
     """Write the resolved scenario, the emulator config and the windows of one algorithm run."""
     from testbed.schedule import cluster_windows
 
-    sub.mkdir(parents=True, exist_ok=True)
+    if sub.exists():  # a rerun into the same directory starts afresh (records are appended)
+        shutil.rmtree(sub)
+    sub.mkdir(parents=True)
     (sub / "nodes").mkdir(exist_ok=True)
     (sub / "scenario.toml").write_text(scn.to_toml())
     windows = cluster_windows(scn)
@@ -230,11 +233,11 @@ def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -
         "report": None,
     }
     (out / "run.json").write_text(json.dumps(info, indent=1))
-    if not scn.model.path:  # build (or load) the cached model once, not in four processes
-        from testbed.fl.model import build_default_model
-
-        build_default_model(scn.seed)
     try:
+        if not scn.model.path:  # build (or load) the cached model once, not in four processes
+            from testbed.fl.model import build_default_model
+
+            build_default_model(scn.seed)
         for alg in algorithms:
             s = scn.with_overrides([f'algorithm.name="{alg}"'])
             run_algorithm(s, out / alg, verbose)

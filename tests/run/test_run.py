@@ -281,3 +281,16 @@ def test_ctrl_c_stops_everything(tmp_path):
     time.sleep(1.0)
     assert _pgrep(str(out)) == []
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_rerun_into_the_same_directory_starts_afresh(tmp_path):
+    from testbed.run import prepare_run_dir
+    from testbed.scenario import load_scenario
+
+    scn = load_scenario(_scenario(tmp_path))
+    sub = tmp_path / "run" / "emsfl"
+    prepare_run_dir(scn, sub, "tok1")
+    (sub / "uploads.jsonl").write_text('{"old": 1}\n')
+    prepare_run_dir(scn, sub, "tok2")
+    assert not (sub / "uploads.jsonl").exists()
+    assert "tok2" in (sub / "emulator.toml").read_text()

@@ -88,6 +88,8 @@ class SatelliteNode:
         self.t_k = {c.id: scn.schedule.start_s for c in scn.clusters}
         self.progress: dict[str, Any] = {"cycle": 0, "cycles": scn.algorithm.cycles}
         self._early: list[tuple[str, dict[str, Any]]] = []
+        self._burst_logs: list[_Jsonl] = []
+        self.peak_mem: dict[str, int] = {}  # node → peak memory [bytes] (CUDA or RSS)
 
     # -- records ----------------------------------------------------------------------------
     def event(self, t_s: float, name: str, **kw: Any) -> None:
@@ -140,12 +142,19 @@ class SatelliteNode:
         for c in self.scn.clusters:
             up = LinkEndpoints(*self.scn.link_endpoints(c.id, self.token))
             down = LinkEndpoints(*self.scn.link_endpoints(f"{c.id}-down", self.token))
+            bursts = _Jsonl(self.out / f"bursts-{c.id}.jsonl")
+            self._burst_logs.append(bursts)
             th = threading.Thread(
                 target=serve_receiver,
                 name=f"rx-{c.id}",
                 daemon=True,
                 args=(self.engines[c.id], up.out_addr, down.in_addr, down.status_addr),
-                kwargs={"node_id": "satellite", "stop": self.stop_event, "stats_every_s": 30.0},
+                kwargs={
+                    "node_id": "satellite",
+                    "stop": self.stop_event,
+                    "stats_every_s": 30.0,
+                    "on_delivery": bursts.write,
+                },
             )
             th.start()
             self.threads.append(th)
@@ -176,7 +185,7 @@ class SatelliteNode:
             for th in self.threads:
                 th.join(5.0)
             self.router.close(0)
-            for j in (self.uploads, self.aggs, self.metrics, self.events):
+            for j in (self.uploads, self.aggs, self.metrics, self.events, *self._burst_logs):
                 j.f.close()
 
     def _await_hellos(self) -> None:
@@ -247,6 +256,7 @@ class SatelliteNode:
                     )
                     t = float(r["t_end"])
                     peak_mem = max(peak_mem, int(r["peak_memory_bytes"]))
+                    self._note_mem(sl.cluster, r)
                     self.event(
                         t,
                         "trained",
@@ -280,6 +290,7 @@ class SatelliteNode:
                     r = self._await(cid, "trained")
                     self.t_k[cid] = float(r["t_end"])
                     peak_mem = max(peak_mem, int(r["peak_memory_bytes"]))
+                    self._note_mem(cid, r)
         acc_g = st.evaluate(self.global_test)
         acc_l = [st.evaluate(c.test) for c in st.clusters]
         t_end = max(sl.los_s for sl in slots)
@@ -295,11 +306,19 @@ class SatelliteNode:
                 "accuracy_local": acc_l,
                 "uplink_bytes": up_bytes,
                 "peak_memory_bytes": max(peak_mem, peak_memory_bytes(st.device)),
+                "peak_memory_bytes_by_node": {
+                    "satellite": peak_memory_bytes(st.device),
+                    **self.peak_mem,
+                },
             }
         )
         self.event(t_end, "cycle_end", cycle=cycle, accuracy_global=acc_g)
         self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end")
         log.info("cycle %d: global accuracy %.3f", cycle, acc_g)
+
+    def _note_mem(self, node: str, reply: dict[str, Any]) -> None:
+        """Keep each node's peak memory (CUDA max allocated on GPU, peak RSS on CPU)."""
+        self.peak_mem[node] = max(self.peak_mem.get(node, 0), int(reply["peak_memory_bytes"]))
 
     def _record_upload(self, rec: dict[str, Any]) -> None:
         """Append an upload record and remember it as that payload's latest state."""

@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,8 +184,12 @@ def serve_receiver(
     stats_every_s: float = 10.0,
     ctx: zmq.Context | None = None,
     max_messages: int | None = None,
+    on_delivery: Callable[[dict[str, Any]], None] | None = None,
 ) -> Counter[str]:
     """Run the receiver until ``stop`` is set; returns its counters.
+
+    ``on_delivery`` is called with the metadata of every valid delivered PDU (the emulator's
+    link record of that burst: times, SNR, elevation, Doppler, modulation, ...).
 
     Every PDU from ``uplink_out`` is decoded and validated (bad PDUs are counted and dropped);
     replies are pushed to ``downlink_in`` with ``tx_time`` = the triggering PDU's ``rx_end``.
@@ -220,6 +225,8 @@ def serve_receiver(
                     counters["bad_pdu"] += 1
                     log.warning("dropped bad PDU on %s: %s", uplink_out, e)
                     continue
+                if on_delivery is not None:
+                    on_delivery(meta)
                 for reply in engine.handle(payload, rx_end):
                     meta_out: dict[str, Any] = {
                         KEY_TX_TIME: rx_end,

@@ -126,6 +126,11 @@ def test_short_scenario_end_to_end_through_the_emulator(tmp_path):
                 f.with_name(f.name[: -len(".safetensors")] + ".manifest.json").read_text()
             )["name"]
             assert f.read_bytes() == (d / "payloads" / name).read_bytes()
+    # Every burst's link record, as the emulator delivered it, and each node's peak memory.
+    bursts = _jsonl(d / "bursts-c1.jsonl")
+    assert bursts and all({"tx_start", "rx_end", "snr_db", "elevation_deg", "doppler_hz",
+                           "modulation"} <= set(b) for b in bursts)
+    assert set(metrics[0]["peak_memory_bytes_by_node"]) == {"satellite", "c1", "c2"}
     # Live progress was shown.
     assert "cycle 2/2" in r.stderr
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ import zmq
 
 from nodes import control
 from nodes.payload import manifest_for, new_transfer_id
-from nodes.sender import SenderConfig, SenderDriver, SenderEngine, UploadRecord
+from nodes.sender import Delivery, SenderConfig, SenderDriver, SenderEngine, UploadRecord
+from nodes.wire import Finished, FinishedStatus, WireError
+from nodes.wire import decode as wire_decode
 from nodes.wire import encode as wire_encode
 from nodes.zmq_link import EmulatorSenderLink, LinkEndpoints, LinkMux
 
@@ -82,7 +85,12 @@ class ClusterNode:
     def serve(self) -> int:
         """Serve control commands until ``stop``; returns an exit status."""
         self.sock.send_multipart(control.encode("hello", cluster=self.cid))
+        silent_s = float(os.environ.get("SATFL_SATELLITE_SILENCE_S", "3600"))
         while True:
+            if not self.sock.poll(int(silent_s * 1000)):
+                log.error("no command from the satellite for %g s; giving up", silent_s)
+                self.link.close()
+                return 1
             frames = self.sock.recv_multipart()
             try:
                 msg, blob = control.decode(frames)
@@ -146,9 +154,17 @@ class ClusterNode:
         still: list[_Pending] = []
         for p in self.pending:
             if self.scn.time.late_policy == "drop":
-                self._cancel(p, t)
+                fin = self._cancel(p, t)
                 rec = p.driver._record(0.0).to_dict()
-                rec["status"] = "cancelled"
+                if fin is not None and fin.status is FinishedStatus.ACCEPTED:
+                    # It had arrived; only the FINISHED was lost. The receiver's record wins.
+                    rec.update(
+                        status="accepted",
+                        accepted_s=fin.accepted_s,
+                        upload_time_s=fin.accepted_s - rec["first_tx_s"],
+                    )
+                else:
+                    rec["status"] = "cancelled"
                 records.append({**p.meta, **rec})
                 continue
             p.driver.now = max(p.driver.now, t)
@@ -197,7 +213,12 @@ class ClusterNode:
             if r.status == "incomplete":
                 self.pending.append(_Pending(drv, meta))
         self.uplink_free_s = t
-        return control.encode("uploaded", cycle=cycle, stage=stage, t_end=t, records=records)
+        # Barrier: report how many PDUs the emulator has delivered once none is in flight,
+        # so the satellite decides what had arrived only after its receiver saw all of them.
+        delivered = self.mux.barrier()
+        return control.encode(
+            "uploaded", cycle=cycle, stage=stage, t_end=t, records=records, delivered=delivered
+        )
 
     def _finish(self, r: UploadRecord) -> dict[str, Any]:
         from channel import time_to_deliver_s
@@ -206,8 +227,25 @@ class ClusterNode:
         d["predicted_shannon_s"] = time_to_deliver_s(self.geometry, r.first_tx_s, r.size_bytes)
         return d
 
-    def _cancel(self, p: _Pending, t: float) -> None:
-        """Tell the receiver the transfer is abandoned (best effort, inside a window)."""
+    def _cancel(self, p: _Pending, t: float) -> Finished | None:
+        """Tell the receiver the transfer is abandoned; return its answer if one comes.
+
+        The receiver answers from its record, so a payload it had accepted (FINISHED lost on
+        the way back) is reported as accepted, not cancelled.
+        """
         eng = p.driver.e
-        if p.driver._fits(t, 0.01):
-            self.mux.view(eng.tid).send(wire_encode(eng.cancel_message()), t)
+        if not p.driver._fits(t, 0.01):
+            return None
+        view = self.mux.view(eng.tid)
+        view.send(wire_encode(eng.cancel_message()), t)
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            for ev in view.poll(0.5):
+                if isinstance(ev, Delivery):
+                    try:
+                        msg = wire_decode(ev.data)
+                    except WireError:
+                        continue
+                    if isinstance(msg, Finished):
+                        return msg
+        return None

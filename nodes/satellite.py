@@ -68,6 +68,8 @@ class SatelliteNode:
         self.strategy, self.global_test = build_strategy(scn)
         self.bitrate = scn.link.symbol_rate_hz * _BITS.get(scn.link.modulation, 2)
         self.hello_timeout_s = hello_timeout_s
+        # Wall-clock limit for one command's reply (a cluster on another host may die unseen).
+        self.reply_timeout_s = float(os.environ.get("SATFL_REPLY_TIMEOUT_S", "1800"))
         self.stop_event = threading.Event()
         self.engines: dict[str, ReceiverEngine] = {}
         self.inboxes: dict[str, AcceptedInbox] = {}
@@ -211,6 +213,11 @@ class SatelliteNode:
             if who == cid and msg["type"] == reply_type:
                 return self._early.pop(i)[1]
         while True:
+            if not self.router.poll(int(self.reply_timeout_s * 1000)):
+                raise RuntimeError(
+                    f"cluster {cid} sent no {reply_type!r} within "
+                    f"{self.reply_timeout_s:g} s (wall); is it alive?"
+                )
             ident, *frames = self.router.recv_multipart()
             try:
                 msg, _ = control.decode(frames)
@@ -316,6 +323,27 @@ class SatelliteNode:
         self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end")
         log.info("cycle %d: global accuracy %.3f", cycle, acc_g)
 
+    def _sync_receiver(self, cid: str, reply: dict[str, Any], timeout_s: float = 60.0) -> None:
+        """Wait until the cluster's receiver has handled every PDU the emulator delivered.
+
+        ``reply["delivered"]`` is the emulator's count of PDUs delivered on the uplink once no
+        burst was in flight; a payload completed by the aggregation time is then certainly
+        committed and recorded before the satellite looks (no wall-clock race).
+        """
+        want = reply.get("delivered")
+        eng = self.engines[cid]
+        if want is None:
+            log.warning("no delivery count from %s; aggregating without the barrier", cid)
+            return
+        end = time.monotonic() + timeout_s
+        while eng.counters["pdu_handled"] < int(want):
+            if time.monotonic() > end:
+                raise RuntimeError(
+                    f"the receiver for {cid} handled {eng.counters['pdu_handled']}"
+                    f" of {want} delivered PDUs within {timeout_s:g} s"
+                )
+            time.sleep(0.01)
+
     def _note_mem(self, node: str, reply: dict[str, Any]) -> None:
         """Keep each node's peak memory (CUDA max allocated on GPU, peak RSS on CPU)."""
         self.peak_mem[node] = max(self.peak_mem.get(node, 0), int(reply["peak_memory_bytes"]))
@@ -337,6 +365,7 @@ class SatelliteNode:
             t_start=t,
             deadline=sl.los_s,
         )
+        self._sync_receiver(sl.cluster, r)
         for rec in r["records"]:
             self._record_upload(rec)
             self.event(
@@ -354,12 +383,13 @@ class SatelliteNode:
                 stage=stage,
                 reason="window closed",
             )
-            self._aggregate(sl, stage, t, [])
+            self._aggregate(sl, stage, t)
             return t, 0
         self._progress(uploads_in_flight=self.scn.cluster(sl.cluster).devices)
         r = self._request(
             sl.cluster, "upload", "uploaded", cycle=cycle, stage=stage, t_start=t, deadline=sl.los_s
         )
+        self._sync_receiver(sl.cluster, r)
         self._progress(uploads_in_flight=0)
         recs = r["records"]
         nbytes = 0
@@ -369,14 +399,14 @@ class SatelliteNode:
                 nbytes += int(rec["size_bytes"])
         mine = [x for x in recs if x["cycle"] == cycle and x["stage"] == stage]
         done = [x["accepted_s"] for x in mine if x["status"] == "accepted"]
-        if mine and len(done) == len(mine):
-            t_agg = min(sl.los_s, max([t, *done]))
-        else:
+        if any(x["status"] == "incomplete" for x in mine):
             t_agg = sl.los_s  # waits until the window closes for what is still in flight
-        self._aggregate(sl, stage, t_agg, mine)
+        else:  # all arrived, or ended for good (rejected, hash mismatch): nothing to wait for
+            t_agg = min(sl.los_s, max([t, *done]))
+        self._aggregate(sl, stage, t_agg)
         return t_agg, nbytes
 
-    def _aggregate(self, sl: Any, stage: str, t_agg: float, mine: list[dict[str, Any]]) -> None:
+    def _aggregate(self, sl: Any, stage: str, t_agg: float) -> None:
         """Aggregate the cluster's payloads of ``stage`` completed by ``t_agg``."""
         from testbed.fl.payload import Payload
 
@@ -384,6 +414,7 @@ class SatelliteNode:
         eng = self.engines[cid]
         inbox = self.inboxes[cid]
         newest: dict[int, tuple[Any, float]] = {}
+        superseded: list[str] = []
         for item in inbox.poll():
             m = item.manifest
             if m.kind != stage:
@@ -397,12 +428,13 @@ class SatelliteNode:
             if prev is None or m.round > prev[0].manifest.round:
                 if prev is not None:
                     inbox.mark_applied(prev[0])
-                    self.event(t_agg, "superseded", payload=prev[0].path.name)
+                    superseded.append(prev[0].manifest.name)
                 newest[dev] = (item, acc)
             else:
                 inbox.mark_applied(item)
-                self.event(t_agg, "superseded", payload=item.path.name)
+                superseded.append(item.manifest.name)
         payloads, included = [], []
+        rejected: set[int] = set()
         for dev, (item, acc) in sorted(newest.items()):
             try:
                 p = Payload.from_bytes(item.path.read_bytes())
@@ -410,6 +442,8 @@ class SatelliteNode:
             except (ValueError, KeyError) as e:
                 log.warning("payload %s rejected: %s", item.path.name, e)
                 inbox.mark_applied(item)
+                if item.manifest.round == cycle:
+                    rejected.add(dev)
                 continue
             payloads.append(p)
             inbox.mark_applied(item)
@@ -431,6 +465,10 @@ class SatelliteNode:
             rec = self.sent.get((cid, dev, stage, cycle))
             if rec is None:
                 reason = "not_sent"
+            elif dev in rejected:
+                reason = "rejected"  # arrived, failed the aggregator's layout check
+            elif rec["status"] == "incomplete" and self.scn.time.late_policy == "drop":
+                reason = "dropped"  # will be cancelled at the next window
             elif rec["status"] in ("incomplete", "accepted"):
                 reason = "late"
             else:
@@ -451,6 +489,7 @@ class SatelliteNode:
                 "t_agg_s": t_agg,
                 "included": included,
                 "missing": missing,
+                "superseded": superseded,
             }
         )
         self.event(

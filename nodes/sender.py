@@ -369,9 +369,6 @@ class SenderDriver:
     def run(self, deadline_s: float | None = None) -> UploadRecord:
         """Send until the receiver confirms, the windows run out, or ``deadline_s``."""
         wall0 = time.monotonic()
-        in_window = self._window(self.now)
-        if in_window is not None:
-            self.passes.add(in_window)
         while not self.e.done:
             if deadline_s is not None and self.now >= deadline_s:
                 break
@@ -411,6 +408,9 @@ class SenderDriver:
             data = encode(msg)
             seq = self.link.send(data, t)
             self.inflight[seq] = self.link.airtime_s(len(data))
+            w = self._window(t)
+            if w is not None:
+                self.passes.add(w)  # a pass counts once something was sent in it
             if self.first_tx is None and isinstance(msg, Fragment | MetadataMsg):
                 self.first_tx = t
             sent = True
@@ -438,9 +438,6 @@ class SenderDriver:
             raise RuntimeError(f"freeze at t={t} made no progress (next AOS {nxt})")
         log.debug("transfer %s frozen at t=%.3f; resumes at AOS %.3f", self.e.tid.hex(), t, nxt)
         self.now = nxt
-        j = self._window(nxt)
-        if j is not None:
-            self.passes.add(j)
         self.e.on_pass_start()
 
     def _advance_quiet(self) -> bool:
@@ -494,7 +491,7 @@ class SenderDriver:
             confirmed_s=self.confirmed_s,
             upload_time_s=up,
             wall_s=wall_s,
-            passes_used=max(1, len(self.passes)),
+            passes_used=len(self.passes),
             fragments=self.e.n,
             fragments_sent=self.e.stats["fragments_sent"],
             fragments_retransmitted=self.e.stats["fragments_retransmitted"],

@@ -111,6 +111,7 @@ class EmulatorSenderLink:
         self._overhead = overhead_bytes
         self._prop = 0.01
         self.counters: Counter[str] = Counter()
+        self.last_stats: dict[str, Any] | None = None
 
     def airtime_s(self, nbytes: int) -> float:
         return (nbytes + self._overhead) * 8.0 * self._bit_s
@@ -141,7 +142,8 @@ class EmulatorSenderLink:
         try:
             meta, _ = decode_pdu(buf, MAX_PDU_BYTES)
             if KEY_CMD in meta:
-                return  # a stats reply, not a burst report
+                self.last_stats = meta  # a stats reply, not a burst report
+                return
             seq = meta.get(KEY_SEQ)
             start, end = finite_float(meta, KEY_TX_START), finite_float(meta, KEY_TX_END)
         except PduError as e:
@@ -169,9 +171,40 @@ class EmulatorSenderLink:
             self._prop = prop
         out.append(Delivery(payload, rx_end, meta))
 
+    def request_stats(self) -> None:
+        """Ask the emulator for this link's counters (answered on ``status``)."""
+        self.last_stats = None
+        self._push.send(encode_pdu({KEY_CMD: "stats", KEY_SRC: self.src}, b""))
+
     def close(self) -> None:
         for s in (self._push, self._status, self._fb):
             s.close(0)
+
+
+def _serve_one(
+    engine: ReceiverEngine,
+    buf: bytes,
+    push: zmq.Socket,
+    seq: Any,
+    node_id: str,
+    on_delivery: Callable[[dict[str, Any]], None] | None,
+    counters: Counter[str],
+    where: str,
+) -> None:
+    try:
+        meta, payload = decode_pdu(buf, MAX_PDU_BYTES)
+        rx_end = finite_float(meta, KEY_RX_END)
+    except PduError as e:
+        counters["bad_pdu"] += 1
+        log.warning("dropped bad PDU on %s: %s", where, e)
+        return
+    if on_delivery is not None:
+        on_delivery(meta)
+    for reply in engine.handle(payload, rx_end):
+        meta_out: dict[str, Any] = {KEY_TX_TIME: rx_end, KEY_SEQ: next(seq), KEY_SRC: node_id}
+        if isinstance(meta.get(KEY_SRC), str):
+            meta_out["dst"] = meta[KEY_SRC]
+        push.send(encode_pdu(meta_out, encode(reply)))
 
 
 def serve_receiver(
@@ -219,23 +252,11 @@ def serve_receiver(
                 buf = pull.recv()
                 handled += 1
                 try:
-                    meta, payload = decode_pdu(buf, MAX_PDU_BYTES)
-                    rx_end = finite_float(meta, KEY_RX_END)
-                except PduError as e:
-                    counters["bad_pdu"] += 1
-                    log.warning("dropped bad PDU on %s: %s", uplink_out, e)
-                    continue
-                if on_delivery is not None:
-                    on_delivery(meta)
-                for reply in engine.handle(payload, rx_end):
-                    meta_out: dict[str, Any] = {
-                        KEY_TX_TIME: rx_end,
-                        KEY_SEQ: next(seq),
-                        KEY_SRC: node_id,
-                    }
-                    if isinstance(meta.get(KEY_SRC), str):
-                        meta_out["dst"] = meta[KEY_SRC]
-                    push.send(encode_pdu(meta_out, encode(reply)))
+                    _serve_one(engine, buf, push, seq, node_id, on_delivery, counters, uplink_out)
+                finally:
+                    # Counted once the PDU is fully handled (committed, replied): the
+                    # satellite's barrier compares this with the emulator's delivered count.
+                    counters["pdu_handled"] += 1
                 if max_messages is not None and handled >= max_messages:
                     break
             if time.monotonic() - last_stats > stats_every_s:
@@ -260,6 +281,27 @@ class LinkMux:
         self.link = link
         self._owner: dict[int, bytes] = {}
         self._queues: dict[bytes, list[TxReport | Delivery]] = {}
+
+    def barrier(self, timeout_s: float = 60.0) -> int | None:
+        """Wait until the emulator has no burst of this uplink in flight.
+
+        Returns the number of PDUs the emulator has delivered on the link's ``out`` so far
+        (``out_sent``), or None on timeout. A receiver that has handled that many PDUs has
+        seen everything this sender's bursts will ever deliver — the satellite's barrier
+        before it decides what had arrived by an aggregation time.
+        """
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            self.link.request_stats()
+            ask_end = time.monotonic() + 2.0
+            while self.link.last_stats is None and time.monotonic() < ask_end:
+                self._pump(0.05)
+            st = self.link.last_stats
+            if st is not None and int(st.get("in_flight", 1)) == 0:
+                return int(st.get("out_sent", 0))
+            time.sleep(0.05)
+        log.warning("emulator still had bursts in flight after %.0f s", timeout_s)
+        return None
 
     def view(self, tid: bytes) -> _MuxView:
         self._queues.setdefault(tid, [])

@@ -316,6 +316,16 @@ class _Emulator:
             self.threads.append(th)
         return self
 
+    def check(self) -> None:
+        """Raise if the emulator died: a replay through a dead emulator measures nothing."""
+        from testbed.run import ChildFailedError
+
+        bad = self.kids.first_failed(ignore="")
+        if bad:
+            raise ChildFailedError(
+                f"{bad[0]} exited with status {bad[1]} during the replay; see {bad[2]}"
+            )
+
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         for th in self.threads:
@@ -382,6 +392,7 @@ def _replay_cluster(
         try:
             o.driver.run(deadline_s=deadline)
         except TransferError as e:
+            emu.check()  # a dead emulator is an error, not a lost payload
             log.warning("replay of %s stopped: %s", o.payload.name, e)
             o.driver.now = math.inf
         o.wall_s += time.monotonic() - w0
@@ -582,6 +593,7 @@ def replay_algorithm(
         for c in scn.clusters:
             if c.id in rec.commands:
                 rs, ta = _replay_cluster(rec, scn, c.id, emu, windows, slots_old, slots_new, drain)
+                emu.check()
                 records += rs
                 t_aggs.update({(cyc, c.id, stage): v for (cyc, stage), v in ta.items()})
     with open(out / "uploads.jsonl", "w") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,15 @@ log = logging.getLogger(__name__)
 ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM ends a run like Ctrl-C: children stopped, run.json says interrupted."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _load(path: str, sets: list[str] | None = None) -> Any:
     from testbed.scenario import load_scenario
 
@@ -29,6 +39,7 @@ def _load(path: str, sets: list[str] | None = None) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from testbed.run import run_scenario
 
+    _terminate_as_interrupt()
     scn = _load(args.scenario, args.set)
     algs = args.algorithm or [scn.algorithm.name]
     for a in algs:
@@ -79,6 +90,7 @@ def _node(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from testbed.run import run_scenario
 
+    _terminate_as_interrupt()
     scn = _load("default")
     out = Path(args.out)
     w = sys.stdout.write

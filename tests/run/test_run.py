@@ -119,6 +119,17 @@ def test_short_scenario_end_to_end_through_the_emulator(tmp_path):
             assert inc["accepted_s"] <= a["t_agg_s"]
             assert inc["payload"] in accepted
     assert sum(len(a["included"]) for a in aggs) > 0
+    # ...and nothing the receiver had committed by t_agg is missing (its own records decide).
+    for a in aggs:
+        recs = [json.loads(x) for x in (d / "satellite" / f"rx-{a['cluster']}" /
+                                         "records.jsonl").read_text().splitlines()]
+        for m in a["missing"]:
+            if m["payload"] is None:
+                continue
+            for rr in recs:
+                if rr["status"] == 0 and rr["round"] == a["cycle"] and rr["kind"] == a["stage"]\
+                        and rr["sender"] == f"{a['cluster']}-d{m['device']}":
+                    assert rr["accepted_s"] > a["t_agg_s"], (a, rr)
     # The satellite's accepted/ holds the very bytes each cluster sent.
     for cid in ("c1", "c2"):
         for f in (d / "satellite" / f"rx-{cid}" / "accepted").glob("*.safetensors"):

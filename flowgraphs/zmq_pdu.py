@@ -37,6 +37,28 @@ _META_ALLOWANCE = 65536  # bytes of metadata allowed on top of the payload limit
 _RCVHWM = 16  # messages ZeroMQ queues on the input before the sender blocks
 
 
+def _open_socket(
+    kind: int, address: str, bind: bool, opts: dict[int, int]
+) -> tuple[zmq.Context, zmq.Socket]:
+    """A context and a socket bound (or connected) to ``address``; raises ValueError (loud
+    construction) when the endpoint cannot be used."""
+    ctx = zmq.Context()
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    for k, v in opts.items():
+        sock.setsockopt(k, v)
+    try:
+        if bind:
+            sock.bind(address)
+        else:
+            sock.connect(address)
+    except zmq.ZMQError as e:
+        sock.close()
+        ctx.term()
+        raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
+    return ctx, sock
+
+
 class ZmqPduSource(gr.basic_block):
     """PULL socket → validated PDUs on message port ``out``.
 
@@ -97,20 +119,12 @@ class ZmqPduSource(gr.basic_block):
             "overload": 0,
         }
         self._lock = threading.Lock()
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.PULL)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.RCVHWM, _RCVHWM)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, self.max_payload_bytes + _META_ALLOWANCE)
-        try:
-            if bind:
-                self._sock.bind(address)
-            else:
-                self._sock.connect(address)
-        except zmq.ZMQError as e:
-            self._sock.close()
-            self._ctx.term()
-            raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
+        self._ctx, self._sock = _open_socket(
+            zmq.PULL,
+            address,
+            bind,
+            {zmq.RCVHWM: _RCVHWM, zmq.MAXMSGSIZE: self.max_payload_bytes + _META_ALLOWANCE},
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -235,18 +249,7 @@ class ZmqPduSink(gr.basic_block):
         self.counters: dict[str, int] = {"sent": 0, "dropped": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.PUSH)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        try:
-            if bind:
-                self._sock.bind(address)
-            else:
-                self._sock.connect(address)
-        except zmq.ZMQError as e:
-            self._sock.close()
-            self._ctx.term()
-            raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
+        self._ctx, self._sock = _open_socket(zmq.PUSH, address, bind, {})
 
     def start(self) -> bool:
         self._stop.clear()

@@ -17,12 +17,12 @@ def _windows(min_el):
     return contact_windows(g.orbit, g.site, 0.0, 86400.0, min_el)
 
 
-def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
+def _send_through_emulator(cli, tmp_path, data: bytes, *extra: str) -> dict:
+    """`testbed send` of ``data`` with a self-started emulator and receiver (θ_min 30°);
+    asserts it was accepted byte-exact and returns the upload record."""
     f = tmp_path / "payload.bin"
-    data = os.urandom(1_000_000)
     f.write_bytes(data)
     rdir = tmp_path / "rx"
-    records = tmp_path / "uploads.jsonl"
     r = cli(
         "send",
         str(f),
@@ -31,9 +31,8 @@ def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
         str(rdir),
         "--min-elevation-deg",
         "30",
-        "--records",
-        str(records),
         "--json",
+        *extra,
         timeout=400,
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -41,6 +40,13 @@ def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
     assert rec["status"] == "accepted"
     acc = [p for p in (rdir / "accepted").iterdir() if p.suffix == ".safetensors"]
     assert len(acc) == 1 and acc[0].read_bytes() == data
+    return rec
+
+
+def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
+    data = os.urandom(1_000_000)
+    records = tmp_path / "uploads.jsonl"
+    rec = _send_through_emulator(cli, tmp_path, data, "--records", str(records))
     # Emulated times: first fragment inside the first ≥30° pass, completion after it.
     w = _windows(30.0)[0]
     assert w.aos_s <= rec["first_tx_s"] < w.los_s
@@ -56,33 +62,13 @@ def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
 
 def test_send_resumes_on_the_next_pass_through_the_emulator(cli, tmp_path):
     ws = _windows(30.0)
-    f = tmp_path / "payload.bin"
     data = os.urandom(200_000)  # ≥ 3.2 s of airtime
-    f.write_bytes(data)
-    rdir = tmp_path / "rx"
     start = ws[0].los_s - 1.5  # the first pass closes mid-transfer
-    r = cli(
-        "send",
-        str(f),
-        "--start-emulator",
-        "--receiver-dir",
-        str(rdir),
-        "--min-elevation-deg",
-        "30",
-        "--start-s",
-        str(start),
-        "--json",
-        timeout=400,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    rec = json.loads(r.stdout)
-    assert rec["status"] == "accepted"
+    rec = _send_through_emulator(cli, tmp_path, data, "--start-s", str(start))
     assert rec["passes_used"] == 2
     assert ws[1].aos_s < rec["accepted_s"] < ws[1].los_s
     assert rec["stats"]["prompts_sent"] >= 1
     assert rec["fragments_sent"] < 2 * rec["fragments"]  # resumed from the gaps
-    acc = [p for p in (rdir / "accepted").iterdir() if p.suffix == ".safetensors"]
-    assert acc[0].read_bytes() == data
 
 
 def test_send_bad_input_is_one_line(cli, tmp_path):

@@ -36,8 +36,6 @@ __all__ = ["ClusterNode"]
 
 log = logging.getLogger(__name__)
 
-_BITS = {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4, "adaptive": 2}
-
 
 @dataclass
 class _Pending:
@@ -70,7 +68,7 @@ class ClusterNode:
         self.strategy, _ = build_strategy(scn)
         up = LinkEndpoints(*scn.link_endpoints(cluster_id, token))
         down = LinkEndpoints(*scn.link_endpoints(f"{cluster_id}-down", token))
-        bitrate = scn.link.symbol_rate_hz * _BITS.get(scn.link.modulation, 2)
+        bitrate = scn.link.nominal_bitrate_bps
         self.link = EmulatorSenderLink(up, down, src=cluster_id, bitrate_bps=bitrate)
         self.mux = LinkMux(self.link)
         self.pending: list[_Pending] = []

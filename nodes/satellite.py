@@ -39,8 +39,6 @@ __all__ = ["SatelliteNode"]
 
 log = logging.getLogger(__name__)
 
-_BITS = {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4, "adaptive": 2}
-
 
 class _Jsonl:
     def __init__(self, path: Path) -> None:
@@ -66,7 +64,7 @@ class SatelliteNode:
         self.plan = cycle_plan(scn, self.windows)
         self.geoms = {c.id: run_geometry(scn, c.id, self.windows) for c in scn.clusters}
         self.strategy, self.global_test = build_strategy(scn)
-        self.bitrate = scn.link.symbol_rate_hz * _BITS.get(scn.link.modulation, 2)
+        self.bitrate = scn.link.nominal_bitrate_bps
         self.hello_timeout_s = hello_timeout_s
         # Wall-clock limit for one command's reply (a cluster on another host may die unseen).
         self.reply_timeout_s = float(os.environ.get("SATFL_REPLY_TIMEOUT_S", "1800"))

@@ -62,8 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_BITS = {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4, "adaptive": 2}
-
 
 # --------------------------------------------------------------------------------------------
 # The recorded run
@@ -378,7 +376,7 @@ def _replay_cluster(
 
     up = LinkEndpoints(*scn.link_endpoints(cid, emu.token))
     down = LinkEndpoints(*scn.link_endpoints(f"{cid}-down", emu.token))
-    bitrate = scn.link.symbol_rate_hz * _BITS.get(scn.link.modulation, 2)
+    bitrate = scn.link.nominal_bitrate_bps
     link = EmulatorSenderLink(up, down, src=cid, bitrate_bps=bitrate)
     mux = LinkMux(link)
     geo = run_geometry(scn, cid, windows)

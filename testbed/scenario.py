@@ -125,6 +125,13 @@ class LinkSpec:
     residual_hz: float = _LC["residual_hz"]
     fragment_size: int = 1024
 
+    @property
+    def nominal_bitrate_bps(self) -> float:
+        """Modem bit rate R_s · log2(M) [bit/s] (adaptive counted as QPSK)."""
+        from flowgraphs.frame import BITS_PER_SYMBOL
+
+        return self.symbol_rate_hz * BITS_PER_SYMBOL.get(self.modulation, 2)
+
 
 @dataclass(frozen=True)
 class ScheduleSpec:

@@ -18,7 +18,13 @@ from typing import Any
 
 from testbed.errors import UserError
 
-__all__ = ["add_link_params_args", "link_params_from_args", "pass_report", "register"]
+__all__ = [
+    "add_link_params_args",
+    "finite_number",
+    "link_params_from_args",
+    "pass_report",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,8 @@ _HELP = {
 }
 
 
-def _float(text: str) -> float:
+def finite_number(text: str) -> float:
+    """argparse type: a finite float (one-line error otherwise)."""
     try:
         v = float(text)
     except ValueError:
@@ -64,13 +71,16 @@ def add_link_params_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ())
         g.add_argument(
             opt,
             dest=f"lp_{f.name}",
-            type=_float,
+            type=finite_number,
             default=getattr(defaults, f.name),
             metavar="X",
             help=f"{_HELP.get(f.name, f.name)} (default %(default)s)",
         )
     g.add_argument(
-        "--antenna-gain-dbi", dest="lp_rx_antenna_gain_dbi", type=_float, help=argparse.SUPPRESS
+        "--antenna-gain-dbi",
+        dest="lp_rx_antenna_gain_dbi",
+        type=finite_number,
+        help=argparse.SUPPRESS,
     )  # alias of --rx-antenna-gain-dbi
 
 
@@ -330,10 +340,14 @@ def add_orbit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("orbit and site")
     g.add_argument("--site", metavar="LAT,LON[,ALT_M]", help="ground site (default Munich)")
     g.add_argument("--tle", metavar="FILE", help="propagate this TLE with SGP4")
-    g.add_argument("--altitude-km", type=_float, default=600.0, help="circular orbit altitude")
-    g.add_argument("--inclination-deg", type=_float, default=53.0)
-    g.add_argument("--raan-deg", type=_float, default=0.0)
-    g.add_argument("--phase-deg", type=_float, default=0.0, help="argument of latitude at epoch")
+    g.add_argument(
+        "--altitude-km", type=finite_number, default=600.0, help="circular orbit altitude"
+    )
+    g.add_argument("--inclination-deg", type=finite_number, default=53.0)
+    g.add_argument("--raan-deg", type=finite_number, default=0.0)
+    g.add_argument(
+        "--phase-deg", type=finite_number, default=0.0, help="argument of latitude at epoch"
+    )
     g.add_argument("--epoch", default="2026-01-01T00:00:00Z", help="emulated t=0 (ISO-8601 UTC)")
     g.add_argument("--seed", type=int, default=0, help="shadowing/rain realisation seed")
 
@@ -348,21 +362,25 @@ def register(sub: Any) -> None:
         help="SNR and Shannon capacity for one geometry",
         description="SNR = P_t + G_t + G_r - L - N; C = B log2(1 + SNR).",
     )
-    b.add_argument("--path-loss-db", type=_float, help="large-scale loss L [dB] (e.g. 160)")
-    b.add_argument("--slant-range-km", type=_float, help="compute L from range (default 600)")
+    b.add_argument("--path-loss-db", type=finite_number, help="large-scale loss L [dB] (e.g. 160)")
+    b.add_argument(
+        "--slant-range-km", type=finite_number, help="compute L from range (default 600)"
+    )
     b.add_argument(
         "--elevation-deg",
-        type=_float,
+        type=finite_number,
         default=90.0,
         help="elevation for the atmospheric loss (with --slant-range-km)",
     )
-    b.add_argument("--window-s", type=_float, default=600.0, help="window for the bytes figure")
+    b.add_argument(
+        "--window-s", type=finite_number, default=600.0, help="window for the bytes figure"
+    )
     b.add_argument("--json", action="store_true", help="machine-readable output")
     add_link_params_args(b)
     b.set_defaults(func=_budget)
     ps = lsub.add_parser("pass", help="contact windows, Doppler, SNR and capacity per pass")
     add_orbit_args(ps)
-    ps.add_argument("--hours", type=_float, default=24.0, help="search horizon [h]")
+    ps.add_argument("--hours", type=finite_number, default=24.0, help="search horizon [h]")
     ps.add_argument("--json", action="store_true")
     ps.add_argument("--plot", metavar="FILE.png", help="plot one pass (highest by default)")
     ps.add_argument("--pass-index", type=int, help="which window to plot")

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flowgraphs.frame import BITS_PER_SYMBOL
+from testbed.commands.link import finite_number
 from testbed.errors import EXIT_RUNTIME, UserError
 
 __all__ = ["register", "send_file"]
@@ -288,9 +290,7 @@ def _send_impl(args: argparse.Namespace) -> int:
                     stderr=subprocess.DEVNULL,
                 )
             )
-        bitrate = args.symbol_rate_hz * {"bpsk": 1, "qpsk": 2, "8psk": 3, "16qam": 4}.get(
-            args.modulation, 2
-        )
+        bitrate = args.symbol_rate_hz * BITS_PER_SYMBOL.get(args.modulation, 2)
         rec = send_file(
             path,
             args.link,
@@ -330,18 +330,8 @@ def _send_impl(args: argparse.Namespace) -> int:
     return 0 if rec["status"] == "accepted" else EXIT_RUNTIME
 
 
-def _finite(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v != v or v in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return v
-
-
 def _positive(text: str) -> float:
-    v = _finite(text)
+    v = finite_number(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
     return v
@@ -392,7 +382,7 @@ def register(sub: Any) -> None:
     s.add_argument("--sender", default="c1", help="sender id in the manifest")
     s.add_argument("--round", type=_nonneg_int, default=0)
     s.add_argument("--fragment-size", type=int, default=1024, help="payload bytes per frame")
-    s.add_argument("--start-s", type=_finite, help="emulated start (default: first AOS)")
+    s.add_argument("--start-s", type=finite_number, help="emulated start (default: first AOS)")
     s.add_argument("--deadline-s", type=float, help="give up at this emulated time")
     s.add_argument("--horizon-h", type=_positive, default=24.0, help="contact windows to use [h]")
     s.add_argument(

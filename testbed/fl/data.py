@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from testbed.errors import UserError
+
+_T = TypeVar("_T")
 
 __all__ = [
     "DOMAINS",
@@ -210,46 +214,45 @@ def federated_split(
     return clusters, global_test
 
 
+def _load_jsonl(path: str | Path, what: str, parse: Callable[[dict], _T]) -> list[_T]:
+    """``parse`` every non-blank JSON line of ``path``; errors name the file, line and kind."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+    out: list[_T] = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(parse(json.loads(line)))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"{path}:{no}: bad {what} record ({exc})") from exc
+    return out
+
+
 def load_mcqa_jsonl(path: str | Path) -> list[MCQExample]:
     """Read multiple-choice questions, one JSON object per line.
 
     Each line holds ``question`` (str), ``options`` (list of str) and ``answer`` (index of the
     correct option, or the correct option's text).
     """
-    out: list[MCQExample] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            options = tuple(str(o) for o in rec["options"])
-            ans = rec["answer"]
-            idx = options.index(ans) if isinstance(ans, str) else int(ans)
-            if not 0 <= idx < len(options):
-                raise ValueError("answer out of range")
-            out.append(MCQExample(str(rec["question"]), options, idx))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise UserError(f"{path}:{no}: bad MCQA record ({exc})") from exc
-    return out
+
+    def parse(rec: dict) -> MCQExample:
+        options = tuple(str(o) for o in rec["options"])
+        ans = rec["answer"]
+        idx = options.index(ans) if isinstance(ans, str) else int(ans)
+        if not 0 <= idx < len(options):
+            raise ValueError("answer out of range")
+        return MCQExample(str(rec["question"]), options, idx)
+
+    return _load_jsonl(path, "MCQA", parse)
 
 
 def load_sentence_pairs(path: str | Path) -> list[PairExample]:
     """Read sentence-pair classification data (JSONL: ``sentence1``, ``sentence2``, ``label``)."""
-    out: list[PairExample] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            out.append(PairExample(str(rec["sentence1"]), str(rec["sentence2"]), int(rec["label"])))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise UserError(f"{path}:{no}: bad sentence-pair record ({exc})") from exc
-    return out
+
+    def parse(rec: dict) -> PairExample:
+        return PairExample(str(rec["sentence1"]), str(rec["sentence2"]), int(rec["label"]))
+
+    return _load_jsonl(path, "sentence-pair", parse)

@@ -26,17 +26,34 @@ def torch_device(spec: str) -> Any:
     return torch.device("cpu")
 
 
-def build_strategy(scn: Any, cache: str | None = None, threads: int = 1) -> tuple[Any, Any]:
-    """``(strategy, global_test)`` for the scenario's algorithm."""
+def build_strategy(
+    scn: Any, cache: str | None = None, threads: int | None = None
+) -> tuple[Any, Any]:
+    """``(strategy, global_test)`` for the scenario's algorithm.
+
+    Fixes this process's torch threads, deterministic kernels and seeds first
+    (:func:`testbed.fl.determinism.configure_determinism`) from the scenario: ``model.threads``
+    and ``scenario.seed``.
+
+    Parameters
+    ----------
+    scn
+        The :class:`testbed.scenario.Scenario`.
+    cache
+        Cache root of the embedded model (default ``$TESTBED_CACHE`` or ``~/.cache``).
+    threads
+        Overrides ``model.threads`` (tests); ``None`` takes the scenario's.
+    """
     import torch
 
     from testbed.fl.data import federated_split
+    from testbed.fl.determinism import configure_determinism
     from testbed.fl.model import build_default_model, load_model
     from testbed.fl.timeline import make_strategy
 
-    torch.set_num_threads(threads)
     cfg = scn.fl_config()
-    torch.manual_seed(cfg.seed)
+    configure_determinism(cfg.threads if threads is None else threads, cfg.seed)
+    log.debug("learning side: %d torch threads, seed %d", torch.get_num_threads(), cfg.seed)
     dev = torch_device(scn.model.device)
     if scn.model.path:
         model, tok = load_model(scn.model.path, device=dev)

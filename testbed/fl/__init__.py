@@ -27,6 +27,7 @@ __all__ = [
     "assign_experts",
     "build_default_model",
     "build_pair_classifier",
+    "configure_determinism",
     "federated_split",
     "load_mcqa_jsonl",
     "load_model",
@@ -35,6 +36,7 @@ __all__ = [
     "pair_accuracy",
     "run_learning",
     "run_timeline",
+    "use_padded_gemms",
     "weighted_average",
 ]
 
@@ -50,6 +52,8 @@ _WHERE = {
     "EMSFL": "emsfl",
     "EnhancedEMSFL": "emsfl_enhanced",
     "SyncFedAvg": "fedavg",
+    "configure_determinism": "determinism",
+    "use_padded_gemms": "padded_gemm",
     "DefaultModelSpec": "model",
     "build_default_model": "model",
     "load_model": "model",

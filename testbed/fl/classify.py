@@ -37,8 +37,10 @@ def build_pair_classifier(
         raise UserError(f"{path}: cannot load a classifier: {exc}".splitlines()[0]) from exc
     if model.config.pad_token_id is None:
         model.config.pad_token_id = 0
+    from testbed.fl.padded_gemm import use_padded_gemms
     from testbed.fl.train import default_device
 
+    use_padded_gemms(model)
     return model.to(device or default_device())
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 
 from testbed.errors import UserError
-from testbed.fl.config import ALGORITHMS, FLConfig
+from testbed.fl.config import ALGORITHMS, MAX_THREADS, FLConfig
 
 __all__ = ["register", "run"]
 
@@ -38,6 +38,13 @@ def register(sub) -> None:
         default=_D.target_accuracy,
         help=f"target global accuracy for cycles_to_target (default {_D.target_accuracy})",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_D.threads,
+        help=f"torch intra-op threads, 1..{MAX_THREADS} (default {_D.threads}); see "
+        "docs/learning.md, Determinism",
+    )
     p.add_argument("--json", action="store_true", help="write the result as JSON to stdout")
     p.add_argument("--plot", metavar="FILE.png", help="plot accuracy per cycle to FILE.png")
     p.set_defaults(func=run)
@@ -50,6 +57,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError("--clusters must be at least 1")
     if not 0.0 <= args.target <= 1.0:
         raise UserError("--target must be in [0, 1]")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise UserError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UserError("--plot needs a .png file name")
 
@@ -98,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()
     config = with_overrides(
-        FLConfig(), clusters=args.clusters, seed=args.seed, target_accuracy=args.target
+        FLConfig(),
+        clusters=args.clusters,
+        seed=args.seed,
+        target_accuracy=args.target,
+        threads=args.threads,
     )
     result = run_learning(args.algorithm, args.cycles, config, model_path=args.model)
     if args.plot:

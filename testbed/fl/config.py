@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALGORITHMS", "FLConfig"]
+__all__ = ["ALGORITHMS", "MAX_THREADS", "FLConfig"]
 
 #: CLI names of the implemented algorithms.
 ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
+
+#: Largest accepted torch thread count (``testbed learn --threads``, ``model.threads``).
+MAX_THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class FLConfig:
         Global held-out accuracy that defines ``cycles_to_target``.
     seed
         The one seed of data, model build, LoRA init and assignment.
+    threads
+        torch intra-op threads of the process that trains or evaluates (1…256); set with the
+        seeds and deterministic algorithms by :func:`testbed.fl.determinism.configure_determinism`.
+        The embedded model's results on CPU were measured the same on 1, 2, 4 and 8 threads
+        (docs/learning.md, *Determinism*).
     """
 
     clusters: int = 3
@@ -53,3 +61,4 @@ class FLConfig:
     masked_cycles: int = 2
     target_accuracy: float = 0.8
     seed: int = 0
+    threads: int = 1

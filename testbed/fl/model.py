@@ -25,6 +25,7 @@ from torch import nn
 
 from testbed.errors import UserError
 from testbed.fl.data import DOMAINS, domain_examples
+from testbed.fl.padded_gemm import use_padded_gemms
 from testbed.fl.tokenizer import CharTokenizer, TextTokenizer, load_tokenizer
 from testbed.fl.train import default_device, train_steps
 
@@ -41,7 +42,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DefaultModelSpec:
-    """Size and training budget of the embedded default model (all enter the cache key)."""
+    """Size and training budget of the embedded default model (all enter the cache key).
+
+    ``version`` changes whenever the build's numerics do (2: padded GEMMs,
+    :mod:`testbed.fl.padded_gemm`), so no stale cached model is reused.
+    """
 
     hidden_size: int = 64
     intermediate_size: int = 128
@@ -54,7 +59,7 @@ class DefaultModelSpec:
     lr: float = 3e-3
     router_lr: float = 1e-2
     router_scale: float = 2.0
-    version: int = 1
+    version: int = 2
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -148,7 +153,7 @@ def merge_dense_to_moe(dense: Sequence[nn.Module], top_k: int = 2) -> nn.Module:
         else:
             new[k] = torch.stack([s[k].float() for s in sds]).mean(0).to(v.dtype)
     moe.load_state_dict(new)
-    return moe
+    return use_padded_gemms(moe)
 
 
 @torch.no_grad()
@@ -233,7 +238,7 @@ def _build_default(seed: int, spec: DefaultModelSpec, target: Path) -> None:
         dense = []
         for d in range(nd):
             rng = _seed_all(seed * 1000 + d + 1)
-            m = LlamaForCausalLM(_dense_config(spec, tok.vocab_size))
+            m = use_padded_gemms(LlamaForCausalLM(_dense_config(spec, tok.vocab_size)))
             m.load_state_dict(init)
             data = domain_examples(d, 512, seed, stream=1)
             loss = train_steps(
@@ -305,5 +310,6 @@ def load_model(
     except (OSError, ValueError) as exc:
         raise UserError(f"{p}: cannot load model: {exc}".splitlines()[0]) from exc
     tok = load_tokenizer(p)
+    use_padded_gemms(model)
     model.to(device).eval()
     return model, tok

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from testbed.fl.padded_gemm import use_padded_gemms
+
 __all__ = [
     "base_state_dict",
     "num_experts",
@@ -174,4 +176,5 @@ def slice_experts(base: dict[str, torch.Tensor], config, expert_ids: Sequence[in
     with torch.random.fork_rng(devices=[]):
         model = AutoModelForCausalLM.from_config(cfg)
     model.load_state_dict(sd)
+    use_padded_gemms(model)
     return model.to(next(iter(base.values())).device)

@@ -33,6 +33,7 @@ from torch import nn
 
 from testbed.fl.config import FLConfig
 from testbed.fl.data import ClusterData, MCQExample
+from testbed.fl.determinism import round_seed
 from testbed.fl.lora import (
     attach_lora,
     expert_of_key,
@@ -125,6 +126,8 @@ class Strategy(ABC):
             for k, c in enumerate(self.clusters)
         ]
         self._assign_rng = np.random.default_rng([config.seed, 23])
+        #: ``_rounds[k][d]``: local rounds device ``d`` of cluster ``k`` has started.
+        self._rounds = [[0 for _ in c.devices] for c in self.clusters]
         #: ``cluster -> assigned global expert ids``.
         self.assignment: dict[int, list[int]] = {
             k: list(range(self.num_experts)) for k in range(len(self.clusters))
@@ -261,6 +264,23 @@ class Strategy(ABC):
         return self._sliced[ids]
 
     def _train_device(self, k: int, d: int, mode: str) -> float:
+        """One local round of device ``d`` of cluster ``k``, torch's generator seeded for it.
+
+        Batches come from the device's NumPy generator; anything drawing from torch's
+        generator (dropout of a checkpoint that has it) sees :func:`round_seed` of the run
+        seed and the round, on a forked generator state.
+        """
+        r = self._rounds[k][d]
+        self._rounds[k][d] += 1
+        dev = self.device
+        cuda = []
+        if dev.type == "cuda":
+            cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(round_seed(self.config.seed, k, d, r))
+            return self._train_device_round(k, d, mode)
+
+    def _train_device_round(self, k: int, d: int, mode: str) -> float:
         c = self.config
         state = self.device_states[k][d]
         ids = list(self.assignment[k])

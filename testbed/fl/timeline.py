@@ -188,6 +188,9 @@ def run_learning(
 ) -> RunResult:
     """Build (or load) the model and the embedded non-IID data, then :func:`run_timeline`.
 
+    First fixes this process's torch threads (``config.threads``), deterministic kernels and
+    seeds (:func:`~testbed.fl.determinism.configure_determinism`).
+
     Parameters
     ----------
     algorithm
@@ -201,10 +204,11 @@ def run_learning(
     cache
         Cache root for the embedded model.
     """
+    from testbed.fl.determinism import configure_determinism
     from testbed.fl.model import build_default_model, load_model
 
     config = config or FLConfig()
-    torch.manual_seed(config.seed)
+    configure_determinism(config.threads, config.seed)
     if model_path:
         model, tok = load_model(model_path)
     else:

@@ -42,6 +42,7 @@ from channel.windows import (
     contact_windows,
     ergodic_capacity_bps,
     gaps,
+    mean_capacity_bps,
     time_to_deliver_s,
     window_capacity_bytes,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "gmst_rad",
     "k_linear",
     "look_angles",
+    "mean_capacity_bps",
     "noise_power_dbm",
     "rain_loss_db",
     "rice_distribution",

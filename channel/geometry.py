@@ -158,6 +158,26 @@ class LinkGeometry:
             out = LinkState(*(np.asarray(getattr(out, f)[0]) for f in out.__dataclass_fields__))
         return out
 
+    def predicted_snr_db(self, t_s: np.ndarray | float) -> np.ndarray:
+        """The SNR the ground terminal can predict [dB]: clear-sky link budget from the orbit
+        (free-space loss at the predicted range, atmosphere), without the shadowing, rain or
+        fading realisations. What adaptive coding and modulation uses.
+        """
+        t = np.asarray(t_s, dtype=float)
+        la = look_angles(self.orbit, self.site, np.atleast_1d(t))
+        no_rain = np.zeros(la.elevation_deg.shape, dtype=bool)
+        _, snr = _budget(self, np.atleast_1d(t), la.elevation_deg, la.slant_range_m, no_rain, False)
+        return snr.reshape(t.shape)
+
+    def min_prop_delay_s(self) -> float:
+        """A lower bound of the one-way propagation delay [s] (the lowest orbit altitude / c);
+        the emulator's conservative lookahead."""
+        if isinstance(self.orbit, CircularOrbit):
+            alt = self.orbit.semi_major_axis_m - EARTH_RADIUS_M
+        else:
+            alt = 150e3  # below any orbit that survives a pass
+        return max(0.0, (alt - abs(self.site.alt_m) - 1e3) / SPEED_OF_LIGHT_M_S)
+
     def windows(self, t_start_s: float, t_end_s: float) -> list[tuple[float, float]]:
         """Contact windows (AOS, LOS) above the gate in [t_start, t_end] [emulated s]."""
         from channel.windows import contact_windows
@@ -243,6 +263,11 @@ class ScheduledLinkGeometry:
         ok = i >= 0
         return ok & (t < np.where(ok, self._ends[np.clip(i, 0, None)], -np.inf))
 
+    def same_window(self, a_s: float, b_s: float) -> bool:
+        """True if emulated times a ≤ b lie in one and the same slot."""
+        i = int(np.searchsorted(self._starts, a_s, side="right")) - 1
+        return i >= 0 and a_s >= self._starts[i] and b_s < self._ends[i]
+
     def windows(self, t_start_s: float, t_end_s: float) -> list[tuple[float, float]]:
         """Slots overlapping [t_start, t_end], clipped to it."""
         return [
@@ -278,6 +303,18 @@ class ScheduledLinkGeometry:
         if scalar:
             out = LinkState(*(np.asarray(getattr(out, f)[0]) for f in out.__dataclass_fields__))
         return out
+
+    def predicted_snr_db(self, t_s: np.ndarray | float) -> np.ndarray:
+        """Clear-sky SNR at the slot's fixed elevation [dB] (no shadowing or rain draws)."""
+        t = np.atleast_1d(np.asarray(t_s, dtype=float))
+        el = np.full_like(t, self.elevation_deg)
+        rng = np.full_like(t, self.slant_range_m)
+        _, snr = _budget(self, t, el, rng, np.zeros(t.shape, dtype=bool), False)
+        return snr.reshape(np.shape(t_s))
+
+    def min_prop_delay_s(self) -> float:
+        """The (constant) one-way propagation delay [s]."""
+        return self.slant_range_m / SPEED_OF_LIGHT_M_S
 
     def max_doppler_hz(self) -> float:
         return 0.0

@@ -24,6 +24,7 @@ __all__ = [
     "contact_windows",
     "ergodic_capacity_bps",
     "gaps",
+    "mean_capacity_bps",
     "time_to_deliver_s",
     "window_capacity_bytes",
 ]
@@ -215,3 +216,35 @@ def time_to_deliver_s(
             return float(t[k - 1] + frac * (t[k] - t[k - 1]) - t_start_s)
         need -= bits[-1]
     return None
+
+
+def mean_capacity_bps(
+    link: LinkGeometry,
+    t0_s: float,
+    t1_s: float,
+    bandwidth_hz: float | None = None,
+    step_s: float = 0.05,
+) -> float:
+    """Shannon capacity of the link averaged over [t0, t1] [bit/s].
+
+    .. math::
+        \\bar C = \\frac{1}{t_1 - t_0}\\int_{t_0}^{t_1} W \\log_2\\!\\big(1 +
+        \\mathrm{SNR}(t)\\,B/W\\big)\\,\\mathbb 1[\\theta(t) \\ge \\theta_{min}]\\,dt
+
+    with SNR(t) the large-scale SNR in the link budget's bandwidth B (with this link's
+    shadowing realisation; the small-scale fading is not in it) and W = ``bandwidth_hz``
+    (default B: the whole sub-channel). With W < B — e.g. the occupied band
+    :math:`R_s(1+\\alpha)` of a modem — the same signal power meets the noise of W only.
+    Outages count as elapsed time with zero capacity. This is the reference an upload's
+    goodput is compared with: the same interval and bandwidth.
+    """
+    if not t1_s > t0_s:
+        return float("nan")
+    b = link.params.bandwidth_hz
+    w = b if bandwidth_hz is None else float(bandwidth_hz)
+    n = max(2, int(np.ceil((t1_s - t0_s) / step_s)) + 1)
+    t = np.linspace(t0_s, t1_s, n)
+    st = link.state(t)
+    snr = 10.0 ** (np.asarray(st.snr_db, dtype=float) / 10.0) * (b / w)
+    c = w * np.log2(1.0 + snr) * np.asarray(st.visible, dtype=float)
+    return float(np.trapz(c, t) / (t1_s - t0_s))

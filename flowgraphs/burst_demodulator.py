@@ -1,18 +1,19 @@
-"""Receiver block: ``(meta . c32 samples)`` → ``(meta . u8 body)`` via :class:`modem.Receiver`.
+"""Receiver block: ``(meta . c32 samples)`` → ``(meta . f32 LLRs)`` via :class:`modem.Receiver`.
 
 The receiver uses the samples only: burst position, carrier offset, timing, phase, gain,
-modulation and length are all estimated (:mod:`flowgraphs.modem`). The metadata travels
-alongside for bookkeeping (sender keys, emulated times) and is never read by the
-synchroniser. Frames lost before the CRC check are counted by reason (``no_sync``, ``asm``,
-``header``, ``truncated``).
+MODCOD and length are all estimated (:mod:`flowgraphs.modem`). The metadata travels alongside
+for bookkeeping (sender keys, emulated times) and is never read by the synchroniser; what the
+receiver decoded from the PL header goes on in ``_rx_*`` keys for the LDPC decoder. Frames lost
+before decoding are counted by reason (``lost_no_sync``, ``lost_header``, ``lost_truncated``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flowgraphs import modem
 from flowgraphs.burst_stage import BurstStage, Dropped
+from flowgraphs.modcod import by_id
+from flowgraphs.modem import ModemConfig, Receiver
 
 __all__ = ["BurstDemodulator"]
 
@@ -22,25 +23,23 @@ class BurstDemodulator(BurstStage):
 
     Parameters
     ----------
-    sample_rate_hz : f_s [Hz]
-    symbol_rate_hz : R_s [Hz]
-    rolloff : RRC roll-off α (as the modulator's)
+    modem : the link's :class:`flowgraphs.modem.ModemConfig` (as the modulator's)
     """
 
-    def __init__(self, sample_rate_hz: float, symbol_rate_hz: float, rolloff: float = 0.35) -> None:
-        super().__init__("satfl_burst_demodulator", "c32", "u8")
-        sps = sample_rate_hz / symbol_rate_hz
-        if abs(sps - round(sps)) > 1e-9 or round(sps) < 2:
-            raise ValueError(f"sample rate / symbol rate = {sps:g} must be an integer >= 2")
-        self.sps = round(sps)
-        self.rx = modem.Receiver(self.sps, sample_rate_hz, modem.rrc_taps(self.sps, rolloff))
+    def __init__(self, modem: ModemConfig) -> None:
+        super().__init__("satfl_burst_demodulator", "c32", "f32")
+        self.rx = Receiver(modem)
 
     def process(self, meta: dict[str, Any], data: Any) -> tuple[dict[str, Any], Any]:
-        res = self.rx.demodulate(data)
-        if res.body is None:
+        res = self.rx.receive(data)
+        if res.reason != "ok" or res.header is None or res.llr is None:
             raise Dropped(f"lost_{res.reason}")
-        meta["rx_modulation"] = res.modulation
+        mc = by_id(res.header.modcod_id)
+        meta["rx_modcod"] = mc.name if mc is not None else ""
+        meta["_rx_modcod_id"] = res.header.modcod_id
+        meta["_rx_df_len"] = res.header.df_len
+        meta["_rx_counter"] = res.header.counter
         meta["freq_est_hz"] = res.freq_offset_hz
         meta["esn0_est_db"] = res.esn0_est_db
         meta["sync_metric"] = res.metric
-        return meta, res.body
+        return meta, res.llr

@@ -1,80 +1,68 @@
-"""Framer + modulator block: ``(meta . u8 body)`` → ``(meta . c32 baseband burst)``."""
+"""Modulator block: ``(meta . u8 data field)`` → ``(meta . c32 burst)``.
+
+The link clock (:class:`flowgraphs.burst_scheduler.BurstScheduler`) decided the frame's MODCOD,
+start time and content; this block LDPC-encodes, interleaves and maps it
+(:class:`flowgraphs.modem.Transmitter`), pulse-shapes it with the propagation delay's
+fractional part folded into the pulse, and puts the seeded random lead-in (1 … 64 symbols of
+silence the receiver must search) and a short tail around it.
+
+Output metadata adds ``n_samples``, ``_sig_power`` (mean :math:`|s|^2` over the burst's
+symbols, the reference of the noise level) and ``_t0``, the emulated time of sample 0:
+symbol k's pulse peak is at :math:`t_{tx} + (k + \\tfrac12)/R_s`, so
+:math:`t_0 = t_{tx} + \\tfrac{1}{2R_s} - (L + n_0)/f_s` with L the lead-in and
+:math:`n_0` the pulse delay in samples.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from flowgraphs import frame, modem
+from flowgraphs import pdu as wire
 from flowgraphs.burst_stage import BurstStage, Dropped
-from testbed import pdu as wire
+from flowgraphs.modcod import by_id
+from flowgraphs.modem import ModemConfig, Transmitter
 
-__all__ = ["BurstModulator", "select_modulation"]
+__all__ = ["BurstModulator"]
 
-#: Es/N0 [dB] each modulation needs for FER ≈ 1e-2 at 1 kB (uncoded, with a 1 dB margin)
-ESN0_REQUIRED_DB = {"bpsk": 11.0, "qpsk": 14.0, "8psk": 19.5, "16qam": 21.5}
-
-
-def select_modulation(esn0_db: float) -> str:
-    """Highest-order modulation whose Es/N0 requirement (:data:`ESN0_REQUIRED_DB`) is met."""
-    best = "bpsk"
-    for name in modem.MODULATIONS:
-        if esn0_db >= ESN0_REQUIRED_DB[name]:
-            best = name
-    return best
+_TAIL_SYMBOLS = 8
 
 
 class BurstModulator(BurstStage):
-    """Frames and modulates the PDU body (payload ‖ CRC-32 from ``digital.crc_append``).
+    """Encodes, maps and pulse-shapes one frame per PDU.
 
     Parameters
     ----------
-    sample_rate_hz : sample rate f_s [Hz]
-    symbol_rate_hz : symbol rate R_s [Hz]; f_s / R_s must be an integer ≥ 2
-    modulation : "bpsk", "qpsk", "8psk", "16qam", or "adaptive" (per burst, from the
-        predicted Es/N0 given by ``predict_esn0_db(tx_time)``)
-    rolloff : RRC roll-off α
-    predict_esn0_db : callable emulated time [s] → predicted Es/N0 [dB] (adaptive only)
-
-    Output metadata adds ``modulation``, ``n_samples`` and ``_sig_power`` (mean |s|² of the
-    burst, the reference of the noise level).
+    modem : the link's :class:`flowgraphs.modem.ModemConfig`
     """
 
-    def __init__(
-        self,
-        sample_rate_hz: float,
-        symbol_rate_hz: float,
-        modulation: str = "qpsk",
-        rolloff: float = 0.35,
-        predict_esn0_db: Callable[[float], float] | None = None,
-    ) -> None:
+    def __init__(self, modem: ModemConfig) -> None:
         super().__init__("satfl_burst_modulator", "u8", "c32")
-        sps = sample_rate_hz / symbol_rate_hz
-        if abs(sps - round(sps)) > 1e-9 or round(sps) < 2:
-            raise ValueError(f"sample rate / symbol rate = {sps:g} must be an integer >= 2")
-        if modulation != "adaptive" and modulation not in modem.MODULATIONS:
-            raise ValueError(f"unknown modulation {modulation!r}")
-        if modulation == "adaptive" and predict_esn0_db is None:
-            raise ValueError("adaptive modulation needs predict_esn0_db")
-        if not 0.0 < rolloff <= 1.0:
-            raise ValueError("rolloff must be in (0, 1]")
-        self.sps = round(sps)
-        self.modulation = modulation
-        self.taps = modem.rrc_taps(self.sps, rolloff)
-        self._predict = predict_esn0_db
+        self.modem = modem
+        self.tx = Transmitter(modem)
 
     def process(self, meta: dict[str, Any], data: Any) -> tuple[dict[str, Any], Any]:
-        body = bytes(data)
-        if not 0 < len(body) <= frame.MAX_BODY_BYTES:
-            raise Dropped("bad_length")
-        mod = self.modulation
-        if mod == "adaptive":
-            assert self._predict is not None
-            mod = select_modulation(self._predict(float(meta.get(wire.KEY_TX_TIME, 0.0))))
-        x = modem.modulate(body, mod, self.sps, self.taps)
-        meta[wire.KEY_MODULATION] = mod
+        mc = by_id(int(meta["_modcod_id"]))
+        if mc is None:
+            raise Dropped("bad_modcod")
+        df = bytes(data)
+        fr = self.tx.build(mc, df, int(meta["_counter"]))
+        wave, n0 = self.tx.waveform(fr.symbols, float(meta.get("_frac_delay", 0.0)))
+        rho = self.modem.sps
+        lead = int(round(int(meta.get("_lead_symbols", 1)) * rho))
+        tail = int(round(_TAIL_SYMBOLS * rho))
+        x = np.zeros(lead + wave.size + tail, dtype=np.complex64)
+        x[lead : lead + wave.size] = wave
+        a = int(n0)
+        b = int(n0 + fr.layout.n_symbols * rho)
+        seg = wave[a:b]
+        meta["_sig_power"] = float(np.vdot(seg, seg).real / max(seg.size, 1))
         meta["n_samples"] = int(x.size)
-        meta["_sig_power"] = float(np.mean(np.abs(x) ** 2))
+        meta["_t0"] = (
+            float(meta[wire.KEY_TX_START])
+            + 0.5 / self.modem.symbol_rate_hz
+            - (lead + n0) / self.modem.sample_rate_hz
+        )
+        meta["n_symbols"] = int(fr.layout.n_symbols)
         return meta, x

@@ -4,25 +4,36 @@
 
     [emulator]
     stats_interval_s = 10.0        # periodic stats log line [s] (0 = off)
-    max_payload_bytes = 16384      # largest accepted PDU payload [bytes]
+    max_payload_bytes = 16384      # largest accepted PDU payload [bytes] (<= 65531; PDUs
+                                   # longer than a frame's data field are fragmented)
     max_tx_time_s = 2592000.0      # tx_time horizon [emulated s] (30 days); later = bad_tx_time
-    max_bursts_in_flight = 64      # per link; above it the input is not read (back-pressure)
+    max_bursts_in_flight = 64      # PDUs per link accepted and not yet delivered or lost;
+                                   # above it the input is not read (back-pressure)
 
     [[link]]
     id = "c1"                      # link id: [A-Za-z0-9_-]+
     in = "ipc:///tmp/satfl-c1-in"  # defaults: ipc:///tmp/satfl-<id>-{in,out,status}
     out = "ipc:///tmp/satfl-c1-out"
     status = "ipc:///tmp/satfl-c1-status"
-    modulation = "qpsk"            # bpsk | qpsk | 8psk | 16qam | adaptive
-    sample_rate_hz = 1.0e6
-    symbol_rate_hz = 250.0e3       # sample_rate_hz / symbol_rate_hz: integer >= 2
-    rolloff = 0.35
-    seed = 1                       # noise, padding, fading and shadowing of this link
-    fading_max_doppler_hz = 100.0  # f_D of the diffuse multipath (0 = no fading)
-    doppler_precomp = "none"       # none | full | residual
-    residual_hz = 0.0              # pre-compensation error (residual)
-    realtime = false               # pace bursts to the wall clock
-    guard_s = 0.0                  # gap after each burst [s]
+    modcod = "acm"                 # "acm" (per frame, from the reported Es/N0) or a MODCOD
+                                   # name, e.g. "qpsk-1/2" (flowgraphs.modcod.MODCODS)
+    acm_margin_db = 1.0            # subtracted from the predicted Es/N0 before the table [dB]
+    acm_prediction = "feedback"    # feedback (receiver SNR reports, closed loop) | predict
+                                   # (link budget + orbit, open loop) | genie (realised)
+    acm_feedback_delay_s = 0.05    # age of the SNR report with "feedback" [s]
+    rolloff = 0.05                 # RRC roll-off α: 0.05 | 0.10 | 0.20 | 0.25 | 0.35
+    symbol_rate_hz = 4761904.76    # R_s; default B/(1+α) with B = params.bandwidth_hz
+    sample_rate_hz = 5.0e6         # f_s; default B; f_s/R_s = P/Q (Q <= 64), f_s >= R_s(1+α)
+    pilot_spacing = 0              # data symbols between pilot blocks; 0 = the rule of
+                                   # flowgraphs.frame.pilot_spacing_for(R_s, f_D)
+    seed = 1                       # noise, lead-in, fading and shadowing of this link
+    fading_max_doppler_hz = 5.0    # f_D of the diffuse multipath (0 = no fading)
+    doppler_precomp = "residual"   # none | full | residual (orbit-predicted pre-compensation)
+    residual_hz = 300.0            # pre-compensation error [Hz] (residual)
+    max_iterations = 50            # LDPC decoder iterations at most
+    llr = "maxlog"                 # soft demapper: maxlog | exact
+    realtime = false               # pace frames to the wall clock
+    guard_s = 0.0                  # gap after each frame [s]
 
     [link.orbit]                   # circular orbit (channel.CircularOrbit)
     altitude_m = 600e3
@@ -35,14 +46,14 @@
     lon_deg = 11.6
     alt_m = 500.0
 
-    [link.params]                  # any channel.LinkParams field (rician_k_db, ...)
+    [link.params]                  # any channel.LinkParams field (bandwidth_hz, rician_k_db, ...)
     min_elevation_deg = 10.0
 
     [link.schedule]                # optional: visibility from these windows instead of the
     windows = [[0.0, 60.0]]        # orbit (the paper's idealised slots), at a fixed elevation
     elevation_deg = 45.0
 
-Errors raise :class:`testbed.errors.ConfigError` naming the file and the key.
+Errors raise :class:`flowgraphs.errors.ConfigError` naming the file and the key, at start-up.
 """
 
 from __future__ import annotations
@@ -62,15 +73,20 @@ from channel import (
     RicianFading,
     ScheduledLinkGeometry,
 )
-from testbed.errors import ConfigError
+from flowgraphs import dsp as _dsp
+from flowgraphs import modcod as _modcod
+from flowgraphs.errors import ConfigError
 
 DEFAULT_MAX_TX_TIME_S = 30 * 86400.0  # tx_time horizon [emulated s]
-DEFAULT_MAX_IN_FLIGHT = 64  # bursts accepted by a link's input, not yet delivered or lost
+DEFAULT_MAX_IN_FLIGHT = 64  # PDUs accepted by a link's input, not yet delivered or lost
+DEFAULT_ROLLOFF = 0.05
+DEFAULT_FADING_DOPPLER_HZ = 5.0  # diffuse multipath of a static ground terminal (docs)
+DEFAULT_RESIDUAL_HZ = 300.0  # orbit-predicted pre-compensation error (docs)
+ROLLOFFS = (0.05, 0.10, 0.20, 0.25, 0.35)
 
-__all__ = ["EmulatorConfig", "LinkConfig", "load_config", "parse_config"]
+__all__ = ["ROLLOFFS", "EmulatorConfig", "LinkConfig", "load_config", "parse_config"]
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MODS = ("bpsk", "qpsk", "8psk", "16qam", "adaptive")
 _PRECOMP = ("none", "full", "residual")
 
 
@@ -82,14 +98,20 @@ class LinkConfig:
     in_addr: str
     out_addr: str
     status_addr: str
-    modulation: str = "qpsk"
-    sample_rate_hz: float = 1.0e6
-    symbol_rate_hz: float = 250.0e3
-    rolloff: float = 0.35
+    modcod: str = "acm"
+    acm_margin_db: float = 1.0
+    acm_prediction: str = "feedback"
+    acm_feedback_delay_s: float = 0.05
+    sample_rate_hz: float = 5.0e6
+    symbol_rate_hz: float = 5.0e6 / (1 + DEFAULT_ROLLOFF)
+    rolloff: float = DEFAULT_ROLLOFF
+    pilot_spacing: int = 1440
     seed: int = 0
-    fading_max_doppler_hz: float = 100.0
-    doppler_precomp: str = "none"
-    residual_hz: float = 0.0
+    fading_max_doppler_hz: float = DEFAULT_FADING_DOPPLER_HZ
+    doppler_precomp: str = "residual"
+    residual_hz: float = DEFAULT_RESIDUAL_HZ
+    max_iterations: int = 50
+    llr: str = "maxlog"
     realtime: bool = False
     guard_s: float = 0.0
     orbit: CircularOrbit = field(default_factory=CircularOrbit)
@@ -97,6 +119,32 @@ class LinkConfig:
     params: LinkParams = field(default_factory=LinkParams)
     schedule: tuple[tuple[float, float], ...] | None = None
     schedule_elevation_deg: float = 45.0
+
+    def modem(self) -> Any:
+        """The link's :class:`flowgraphs.modem.ModemConfig`."""
+        from flowgraphs.modem import ModemConfig
+
+        return ModemConfig(
+            self.sample_rate_hz,
+            self.symbol_rate_hz,
+            self.rolloff,
+            self.pilot_spacing,
+            self.fading_max_doppler_hz,
+            self.llr,
+        )
+
+    def policy(self) -> Any:
+        """The link's :class:`flowgraphs.burst_scheduler.AcmPolicy`."""
+        from flowgraphs.burst_scheduler import AcmPolicy
+
+        return AcmPolicy(
+            self.modcod, self.acm_margin_db, self.acm_prediction, self.acm_feedback_delay_s
+        )
+
+    @property
+    def occupied_bandwidth_hz(self) -> float:
+        """:math:`R_s(1+\\alpha)` [Hz]."""
+        return self.symbol_rate_hz * (1 + self.rolloff)
 
     def geometry(self) -> LinkGeometry | ScheduledLinkGeometry:
         """The link's geometry (shadowing/rain seeded by ``seed``).
@@ -120,6 +168,24 @@ class LinkConfig:
         if self.fading_max_doppler_hz <= 0:
             return None
         return RicianFading(self.params.rician_k_db, self.fading_max_doppler_hz, seed=self.seed)
+
+    def channel(self, realtime: bool | None = None) -> Any:
+        """A :class:`flowgraphs.link_channel.LinkChannel` for this link (needs GNU Radio)."""
+        from flowgraphs.link_channel import LinkChannel
+
+        return LinkChannel(
+            self.id,
+            self.geometry(),
+            self.fading(),
+            self.modem(),
+            policy=self.policy(),
+            seed=self.seed,
+            doppler_precomp=self.doppler_precomp,
+            residual_hz=self.residual_hz,
+            realtime=self.realtime if realtime is None else realtime,
+            guard_s=self.guard_s,
+            max_iterations=self.max_iterations,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,7 +219,7 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: must be a table")
     known = {f for f in LinkConfig.__dataclass_fields__} | {"in", "out", "status"}
-    known -= {"in_addr", "out_addr", "status_addr"}
+    known -= {"in_addr", "out_addr", "status_addr", "schedule_elevation_deg"}
     for k in d:
         if k not in known:
             raise ConfigError(f"{where}.{k}: unknown key")
@@ -168,20 +234,23 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         if not isinstance(a, str) or not a.startswith(("ipc://", "tcp://", "inproc://")):
             raise ConfigError(f"{where}.{k}: expected an ipc:// or tcp:// endpoint, got {a!r}")
         addrs.append(a)
-    mod = d.get("modulation", "qpsk")
-    if mod not in _MODS:
-        raise ConfigError(f"{where}.modulation: expected one of {_MODS}, got {mod!r}")
-    pre = d.get("doppler_precomp", "none")
+    mcod = d.get("modcod", "acm")
+    if mcod != "acm":
+        try:
+            _modcod.by_name(mcod)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{where}.modcod: {e}") from e
+    pred = d.get("acm_prediction", "feedback")
+    if pred not in ("predict", "feedback", "genie"):
+        raise ConfigError(
+            f"{where}.acm_prediction: expected 'predict', 'feedback' or 'genie', got {pred!r}"
+        )
+    pre = d.get("doppler_precomp", "residual")
     if pre not in _PRECOMP:
         raise ConfigError(f"{where}.doppler_precomp: expected one of {_PRECOMP}, got {pre!r}")
-    fs = _num(where, d, "sample_rate_hz", 1.0e6, 1.0)
-    rs = _num(where, d, "symbol_rate_hz", 250.0e3, 1.0)
-    sps = fs / rs
-    if abs(sps - round(sps)) > 1e-9 or round(sps) < 2:
-        raise ConfigError(
-            f"{where}.symbol_rate_hz: sample_rate_hz/symbol_rate_hz = {sps:g}, "
-            "must be an integer >= 2"
-        )
+    llr = d.get("llr", "maxlog")
+    if llr not in ("maxlog", "exact"):
+        raise ConfigError(f"{where}.llr: expected 'maxlog' or 'exact', got {llr!r}")
     seed = d.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}.seed: expected an integer >= 0, got {seed!r}")
@@ -203,22 +272,39 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}.params: {e}") from e
     schedule, sched_el = _schedule(where, d.get("schedule"), params)
-    rolloff = _num(where, d, "rolloff", 0.35, 0.05)
-    if rolloff > 1.0:
-        raise ConfigError(f"{where}.rolloff: must be <= 1, got {rolloff}")
+    fs, rs, alpha = _rates(where, d, params)
+    fd = _num(where, d, "fading_max_doppler_hz", DEFAULT_FADING_DOPPLER_HZ, 0.0)
+    ps = d.get("pilot_spacing", 0)
+    if isinstance(ps, bool) or not isinstance(ps, int) or not 0 <= ps <= 100_000:
+        raise ConfigError(f"{where}.pilot_spacing: expected an integer 0..100000, got {ps!r}")
+    if ps == 0:
+        from flowgraphs.frame import pilot_spacing_for
+
+        ps = pilot_spacing_for(rs, fd)
+    residual = _num(where, d, "residual_hz", DEFAULT_RESIDUAL_HZ)
+    _check_acquisition(where, pre, residual, rs, orbit, params)
+    iters = d.get("max_iterations", 50)
+    if isinstance(iters, bool) or not isinstance(iters, int) or not 1 <= iters <= 1000:
+        raise ConfigError(f"{where}.max_iterations: expected an integer 1..1000, got {iters!r}")
     return LinkConfig(
         id=lid,
         in_addr=addrs[0],
         out_addr=addrs[1],
         status_addr=addrs[2],
-        modulation=mod,
+        modcod=mcod,
+        acm_margin_db=_num(where, d, "acm_margin_db", 1.0),
+        acm_prediction=pred,
+        acm_feedback_delay_s=_num(where, d, "acm_feedback_delay_s", 0.05, 0.0),
         sample_rate_hz=fs,
         symbol_rate_hz=rs,
-        rolloff=rolloff,
+        rolloff=alpha,
+        pilot_spacing=ps,
         seed=seed,
-        fading_max_doppler_hz=_num(where, d, "fading_max_doppler_hz", 100.0, 0.0),
+        fading_max_doppler_hz=fd,
         doppler_precomp=pre,
-        residual_hz=_num(where, d, "residual_hz", 0.0),
+        residual_hz=residual,
+        max_iterations=iters,
+        llr=llr,
         realtime=rt,
         guard_s=_num(where, d, "guard_s", 0.0, 0.0),
         orbit=orbit,
@@ -227,6 +313,66 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         schedule=schedule,
         schedule_elevation_deg=sched_el,
     )
+
+
+def acquisition_range_hz(symbol_rate_hz: float) -> float:
+    """The carrier offset the receiver acquires with at most ≈ 1 dB of detection loss [Hz]:
+    :math:`R_s/128` (a quarter cycle over the detector's 32-symbol segments; its frequency
+    estimate is unambiguous up to :math:`R_s/64`)."""
+    return symbol_rate_hz / 128.0
+
+
+def _check_acquisition(
+    where: str, precomp: str, residual_hz: float, rs: float, orbit: Any, params: LinkParams
+) -> None:
+    """The carrier offset the receiver will meet must be within its acquisition range."""
+    lim = acquisition_range_hz(rs)
+    if precomp == "residual" and abs(residual_hz) > lim:
+        raise ConfigError(
+            f"{where}.residual_hz: {residual_hz:g} Hz exceeds the receiver's acquisition range "
+            f"±R_s/128 = ±{lim:.0f} Hz at R_s = {rs:.6g} Hz"
+        )
+    if precomp == "none":
+        from channel.constants import SPEED_OF_LIGHT_M_S
+
+        v = orbit.mean_motion_rad_s * orbit.semi_major_axis_m
+        fd = v * params.carrier_hz / SPEED_OF_LIGHT_M_S
+        if fd > 2 * lim:
+            raise ConfigError(
+                f"{where}.doppler_precomp: without pre-compensation the Doppler reaches "
+                f"±{fd:.0f} Hz, beyond the receiver's frequency range ±{2 * lim:.0f} Hz "
+                f"(R_s/64 at R_s = {rs:.6g} Hz); use 'residual' (the default) or 'full'"
+            )
+
+
+def _rates(where: str, d: dict[str, Any], params: LinkParams) -> tuple[float, float, float]:
+    """(f_s, R_s, α) from the keys; defaults R_s = B/(1+α), f_s = B; errors name the key."""
+    alpha = d.get("rolloff", DEFAULT_ROLLOFF)
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, int | float)
+        or not any(abs(alpha - a) < 1e-12 for a in ROLLOFFS)
+    ):
+        raise ConfigError(f"{where}.rolloff: expected one of {ROLLOFFS}, got {alpha!r}")
+    alpha = float(alpha)
+    b = params.bandwidth_hz
+    rs = _num(where, d, "symbol_rate_hz", b / (1 + alpha), 1.0)
+    if rs * (1 + alpha) > b * (1 + 1e-9):
+        raise ConfigError(
+            f"{where}.symbol_rate_hz: the occupied bandwidth R_s(1+α) = "
+            f"{rs * (1 + alpha):.6g} Hz exceeds the sub-channel, params.bandwidth_hz = {b:.6g} Hz"
+        )
+    fs = _num(where, d, "sample_rate_hz", b, 1.0)
+    if fs < rs * (1 + alpha) * (1 - 1e-9):
+        raise ConfigError(
+            f"{where}.sample_rate_hz: {fs:.6g} Hz is below the occupied bandwidth "
+            f"R_s(1+α) = {rs * (1 + alpha):.6g} Hz"
+        )
+    try:
+        _dsp.rational_ratio(fs, rs)
+    except ValueError as e:
+        raise ConfigError(f"{where}.sample_rate_hz: {e}") from e
+    return fs, rs, alpha
 
 
 def _schedule(

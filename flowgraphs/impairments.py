@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from channel import LinkGeometry, RicianFading
+from flowgraphs import pdu as wire
 from flowgraphs.burst_stage import BurstStage
-from flowgraphs.modem import cis
-from testbed import pdu as wire
+from flowgraphs.dsp import apply_gain, chirp
+from flowgraphs.link_state import LinkStateGrid
+from flowgraphs.randomness import STREAM_NOISE, burst_key, complex_normal
 
 __all__ = [
     "DOPPLER_PRECOMP",
@@ -67,10 +69,13 @@ class RicianFadingStage(BurstStage):
         if self.fading is None:
             return meta, data
         t0 = float(meta["_t0"])
-        h = self.fading.gains_interp(t0, data.size, self.fs).astype(np.complex64)
+        fmax = max(self.fading.max_doppler_hz, abs(self.fading._los_freq_hz), 1e-3)
+        step = max(1.0, self.fs / (32.0 * fmax))  # 32 grid points per Doppler cycle
+        n_grid = int(math.ceil(data.size / step)) + 2
+        hg = self.fading.gains(t0 + np.arange(n_grid) * (step / self.fs))
         mid = self.fading.gains(float(meta.get(wire.KEY_TX_START, t0)))
         meta["fading_gain_db"] = float(20 * np.log10(max(abs(complex(mid)), 1e-12)))
-        return meta, data * h
+        return meta, apply_gain(data, hg, step)
 
 
 class DopplerStage(BurstStage):
@@ -119,10 +124,13 @@ class DopplerStage(BurstStage):
         else:
             f0 = fd
         t_tx = float(meta[wire.KEY_TX_START])
-        tau = float(meta["_t0"]) - t_tx + np.arange(data.size) / self.fs
-        cycles = (f0 * t_tx) % 1.0 + f0 * tau + 0.5 * rate * tau * tau
+        tau0 = float(meta["_t0"]) - t_tx  # τ of sample 0 [s]
+        # φ(n) = f0 t_tx + f0 τ_n + ½ ḟ τ_n², τ_n = τ0 + n/fs, as c0 + f n + ½ r n² [cycles]
+        c0 = (f0 * t_tx) % 1.0 + f0 * tau0 + 0.5 * rate * tau0 * tau0
+        f = (f0 + rate * tau0) / self.fs
+        r = rate / (self.fs * self.fs)
         meta["doppler_applied_hz"] = f0
-        return meta, data * cis(cycles)
+        return meta, chirp(data, c0, f, r)
 
 
 class ElevationGate(BurstStage):
@@ -148,18 +156,31 @@ class ElevationGate(BurstStage):
         self.geometry = geometry
         self.fs = float(sample_rate_hz)
         self.min_elevation_deg = float(geometry.params.min_elevation_deg)
+        # the elevation on the emulator's 20 ms link-state grid (exact to ~1e-6 deg)
+        has_orbit = getattr(geometry, "orbit", None) is not None
+        self._grid = LinkStateGrid(geometry) if has_orbit else None
 
     def process(self, meta: dict[str, Any], data: Any) -> tuple[dict[str, Any], Any]:
         t0 = float(meta["_t0"])
+        dur = data.size / self.fs
         inside = getattr(self.geometry, "inside", None)
         if callable(inside):
+            ends = np.asarray(inside(np.array([t0, t0 + dur])), dtype=bool)
+            same = getattr(self.geometry, "same_window", None)
+            if ends.all() and callable(same) and same(t0, t0 + dur):
+                meta["gated_fraction"] = 0.0
+                return meta, data
             keep = np.asarray(inside(t0 + np.arange(data.size) / self.fs), dtype=bool)
             meta["gated_fraction"] = float(1.0 - keep.mean()) if keep.size else 0.0
             return meta, data if keep.all() else data * keep
-        dur = data.size / self.fs
+        # the elevation changes by < 0.01° during a burst: both ends above θ_min is enough
+        el_ends = self._elevation(np.array([t0, t0 + dur]))
+        if np.all(el_ends >= self.min_elevation_deg + 1e-3):
+            meta["gated_fraction"] = 0.0
+            return meta, data
         n_grid = int(min(257, max(2, math.ceil(dur / 1e-3) + 1)))
         tg = t0 + np.linspace(0.0, dur, n_grid)
-        el = np.asarray(self.geometry.state(tg, shadowing=False).elevation_deg, dtype=float)
+        el = self._elevation(tg)
         if np.all(el >= self.min_elevation_deg):
             meta["gated_fraction"] = 0.0
             return meta, data
@@ -167,6 +188,11 @@ class ElevationGate(BurstStage):
         keep = np.interp(t, tg - t0, el) >= self.min_elevation_deg
         meta["gated_fraction"] = float(1.0 - keep.mean())
         return meta, data * keep
+
+    def _elevation(self, t: np.ndarray) -> np.ndarray:
+        if self._grid is not None:
+            return np.array([self._grid.at(float(x)).elevation_deg for x in t])
+        return np.asarray(self.geometry.state(t, shadowing=False).elevation_deg, dtype=float)
 
 
 class AwgnStage(BurstStage):
@@ -177,25 +203,34 @@ class AwgnStage(BurstStage):
         P_s = \\frac{1}{N}\\sum_n |s_n|^2 \\text{ (transmitted burst)}
 
     so that after the unit-energy matched filter :math:`E_s/N_0` is the SNR per symbol,
-    averaged over the fading (:math:`E|h|^2 = 1`). :math:`E_s/N_0` is meta ``esn0_db``
-    (link budget SNR in the noise bandwidth B, converted by the scheduler).
+    averaged over the fading (:math:`E|h|^2 = 1`). :math:`E_s/N_0` is meta ``esn0_db`` (the
+    link budget's SNR in the noise bandwidth B, converted by the link clock). The noise of a
+    burst is drawn from the counter-based stream keyed by (seed, link, the burst's start
+    sample) (:mod:`flowgraphs.randomness`): it does not depend on any other burst.
 
     Parameters
     ----------
-    sps : samples per symbol f_s / R_s
-    seed : seed of the noise generator
+    sample_rate_hz, symbol_rate_hz : f_s, R_s [Hz]
+    seed : the link's seed
+    link_id : the link's name (part of the noise key)
     """
 
-    def __init__(self, sps: int, seed: int = 0) -> None:
+    def __init__(
+        self, sample_rate_hz: float, symbol_rate_hz: float, seed: int = 0, link_id: str = ""
+    ) -> None:
         super().__init__("satfl_awgn")
-        if sps < 1:
-            raise ValueError("sps must be >= 1")
-        self.sps = int(sps)
-        self._rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xA3C9]))
+        if sample_rate_hz <= 0 or symbol_rate_hz <= 0:
+            raise ValueError("rates must be > 0")
+        self.rho = float(sample_rate_hz) / float(symbol_rate_hz)
+        self.seed = int(seed)
+        self.link_id = str(link_id)
 
     def process(self, meta: dict[str, Any], data: Any) -> tuple[dict[str, Any], Any]:
         esn0_db = float(meta["esn0_db"])
         p_s = float(meta["_sig_power"])
-        sigma = math.sqrt(p_s * self.sps / 10 ** (esn0_db / 10) / 2)
-        w = self._rng.standard_normal(2 * data.size, dtype=np.float32).view(np.complex64)
-        return meta, data + np.float32(sigma) * w
+        sigma = math.sqrt(p_s * self.rho / 10 ** (esn0_db / 10))
+        key = burst_key(self.seed, self.link_id, int(meta["_start_sample"]), STREAM_NOISE)
+        w = complex_normal(key, data.size)
+        w *= np.float32(sigma)
+        w += data
+        return meta, w

@@ -2,21 +2,22 @@
 
 ::
 
-    in ─► crc_append ─► BurstModulator ─► BurstScheduler ─► RicianFadingStage
-          (stock)                              │ status      ─► DopplerStage ─► ElevationGate
-                                               ▼             ─► AwgnStage ─► BurstDemodulator
-                                             status          ─► CrcCheck ─► out
+    in ─► crc_append ─► BurstScheduler ─► BurstModulator ─► RicianFadingStage ─► DopplerStage
+          (stock)        │ status          LDPC, BICM, RRC     ─► ElevationGate ─► AwgnStage
+                         ▼                                     ─► BurstDemodulator ─► FecDecoder
+                       status                                  ─► Deframer ─► CrcCheck ─► out
 
-Message ports: ``in`` (PDU: meta with ``tx_time`` . u8 payload), ``out`` (delivered PDUs),
-``status`` (one report per accepted burst).
+Message ports: ``in`` (PDU: meta with ``tx_time`` . u8 payload; or the sender's ``advance``
+promise), ``out`` (delivered PDUs and safe-time markers), ``status`` (one report per PDU once
+its last byte is framed).
 
-Hardware in the loop: the four impairment stages are the only part that stands for the
-radio channel. :attr:`LinkChannel.impairments` lists them; for an SDR, build the hier block
-with ``impairments=False`` and connect ``BurstScheduler.out`` through a burst-to-stream
-adapter (``pdu.pdu_to_tagged_stream`` with a ``tx_sob``/``tx_eob`` tagged UHD
-``usrp_sink`` or a ``soapy.sink``) and the SDR source back through a stream-to-burst
-framer (``blocks.stream_to_tagged_stream`` + ``pdu.tagged_stream_to_pdu``) into
-``BurstDemodulator`` — see docs/emulator.md.
+Hardware in the loop: the four impairment stages are the only part that stands for the radio
+channel. :attr:`LinkChannel.impairments` lists them; for an SDR, build the hier block with
+``impairments=False`` and connect ``BurstModulator.out`` through a burst-to-stream adapter
+(``pdu.pdu_to_tagged_stream`` with a ``tx_sob``/``tx_eob`` tagged UHD ``usrp_sink`` or a
+``soapy.sink``) and the SDR source back through a stream-to-burst framer
+(``blocks.stream_to_tagged_stream`` + ``pdu.tagged_stream_to_pdu``) into ``BurstDemodulator`` —
+see docs/emulator.md.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ import itertools
 import math
 from typing import Any
 
-import pmt
 from gnuradio import digital, gr
 
 from channel import LinkGeometry, RicianFading
 from flowgraphs.burst_demodulator import BurstDemodulator
 from flowgraphs.burst_modulator import BurstModulator
-from flowgraphs.burst_scheduler import BurstScheduler
+from flowgraphs.burst_scheduler import AcmPolicy, BurstScheduler
 from flowgraphs.burst_stage import BurstStage
 from flowgraphs.crc_check import CrcCheck
+from flowgraphs.deframer import Deframer
+from flowgraphs.fec_decoder import FecDecoder
 from flowgraphs.impairments import AwgnStage, DopplerStage, ElevationGate, RicianFadingStage
+from flowgraphs.modem import ModemConfig
 
 __all__ = ["LinkChannel"]
 
@@ -47,15 +50,18 @@ class LinkChannel(gr.hier_block2):
     link_id : link name (``link`` in the metadata)
     geometry : :class:`channel.LinkGeometry` of the link (or an object with the same API)
     fading : :class:`channel.RicianFading` (None = no small-scale fading)
-    sample_rate_hz, symbol_rate_hz : f_s, R_s [Hz]
-    modulation : "bpsk" | "qpsk" | "8psk" | "16qam" | "adaptive"
+    modem : the link's :class:`flowgraphs.modem.ModemConfig` (rates, roll-off, pilots)
     noise_bandwidth_hz : bandwidth of the geometry's SNR [Hz]
         (default: ``geometry.params.bandwidth_hz``)
-    seed : seed of noise and padding
+    policy : :class:`flowgraphs.burst_scheduler.AcmPolicy` (ACM or a fixed MODCOD)
+    seed : seed of the noise and lead-in draws
     doppler_precomp : "none" | "full" | "residual"; residual_hz : [Hz]
-    realtime : pace bursts to the wall clock
-    guard_s : minimum gap between bursts [s]
+    realtime : pace frames to the wall clock
+    guard_s : minimum gap between frames [s]
     impairments : False leaves the channel stages out (for an SDR pair)
+    max_iterations : LDPC decoder iterations at most
+    interop : every stage publishes plain PMT (meta dicts and uniform vectors), so stock GNU
+        Radio blocks can be attached between them; slower (docs/emulator.md)
     """
 
     def __init__(
@@ -63,71 +69,70 @@ class LinkChannel(gr.hier_block2):
         link_id: str,
         geometry: LinkGeometry,
         fading: RicianFading | None,
-        sample_rate_hz: float,
-        symbol_rate_hz: float,
-        modulation: str = "qpsk",
+        modem: ModemConfig,
         noise_bandwidth_hz: float | None = None,
+        policy: AcmPolicy | None = None,
         seed: int = 0,
-        doppler_precomp: str = "none",
+        doppler_precomp: str = "residual",
         residual_hz: float = 0.0,
         realtime: bool = False,
         guard_s: float = 0.0,
-        rolloff: float = 0.35,
         impairments: bool = True,
+        max_iterations: int = 50,
+        interop: bool = False,
     ) -> None:
         gr.hier_block2.__init__(
             self, f"satfl_link_{link_id}", gr.io_signature(0, 0, 0), gr.io_signature(0, 0, 0)
         )
-        for port in ("in",):
-            self.message_port_register_hier_in(port)
+        self.message_port_register_hier_in("in")
         for port in ("out", "status"):
             self.message_port_register_hier_out(port)
         bw = noise_bandwidth_hz if noise_bandwidth_hz is not None else geometry.params.bandwidth_hz
-        sps = round(sample_rate_hz / symbol_rate_hz)
-        offset_db = 10.0 * math.log10(bw / symbol_rate_hz)
-
-        def predict(t: float) -> float:
-            # at the burst's serialised start, as far as the link clock knows it now
-            start = max(t, self.scheduler.free_time_s)
-            return float(geometry.state(start).snr_db) + offset_db
-
-        # stock CRC-32 (IEEE 802.3, reflected, appended little-endian)
+        if not (bw > 0 and math.isfinite(bw)):
+            raise ValueError("noise bandwidth must be a finite number > 0")
+        self.modem = modem
+        # stock CRC-32 (IEEE 802.3, reflected, appended little-endian), per PDU
         self.crc = digital.crc_append(32, 0x04C11DB7, 0xFFFFFFFF, 0xFFFFFFFF, True, True, True, 0)
-        self.modulator = BurstModulator(
-            sample_rate_hz, symbol_rate_hz, modulation, rolloff, predict_esn0_db=predict
-        )
         self.scheduler = BurstScheduler(
-            link_id, geometry, sample_rate_hz, symbol_rate_hz, bw, seed, guard_s, realtime
+            link_id, geometry, modem, bw, policy, fading, seed, guard_s, realtime
         )
-        self.fading = RicianFadingStage(fading, sample_rate_hz)
-        self.doppler = DopplerStage(sample_rate_hz, doppler_precomp, residual_hz)
-        self.gate = ElevationGate(geometry, sample_rate_hz)
-        self.awgn = AwgnStage(sps, seed)
-        self.demodulator = BurstDemodulator(sample_rate_hz, symbol_rate_hz, rolloff)
+        self.modulator = BurstModulator(modem)
+        self.fading = RicianFadingStage(fading, modem.sample_rate_hz)
+        self.doppler = DopplerStage(modem.sample_rate_hz, doppler_precomp, residual_hz)
+        self.gate = ElevationGate(geometry, modem.sample_rate_hz)
+        self.awgn = AwgnStage(modem.sample_rate_hz, modem.symbol_rate_hz, seed, link_id)
+        self.demodulator = BurstDemodulator(modem)
+        self.decoder = FecDecoder(max_iterations)
+        self.deframer = Deframer()
         self.crc_check = CrcCheck()
         self.impairments: list[BurstStage] = (
             [self.fading, self.doppler, self.gate, self.awgn] if impairments else []
         )
         self.stages: list[BurstStage] = [
-            self.modulator,
             self.scheduler,
+            self.modulator,
             *self.impairments,
             self.demodulator,
+            self.decoder,
+            self.deframer,
             self.crc_check,
         ]
+        # bursts travel by reference between these stages; the last one publishes plain
+        # PMT for the ZeroMQ sink (interop=True: every stage does, for stock blocks)
+        for st in self.stages[:-1]:
+            st.out_by_ref = not interop
         self.msg_connect(self, "in", self.crc, "in")
-        self.msg_connect(self.crc, "out", self.modulator, "in")
+        self.msg_connect(self.crc, "out", self.scheduler, "in")
         chain: list[Any] = self.stages
         for a, b in itertools.pairwise(chain):
             self.msg_connect(a, "out", b, "in")
         self.msg_connect(self.crc_check, "out", self, "out")
         self.msg_connect(self.scheduler, "status", self, "status")
-        self._pmt_in = pmt.intern("in")
 
     def finished(self) -> int:
-        """Bursts that have left the chain: delivered, or dropped by any stage."""
+        """PDUs that have left the chain: delivered, or lost in any stage."""
         return self.crc_check.counters.get("out", 0) + sum(
-            s.counters.get("dropped", 0) for s in self.stages
+            s.counters.get("pdus_lost", 0) for s in self.stages
         )
 
     def request_stop(self) -> None:
@@ -139,11 +144,19 @@ class LinkChannel(gr.hier_block2):
         return {s.name(): s.stats() for s in self.stages}
 
     def summary(self) -> dict[str, int]:
-        """The headline counters: accepted, delivered, lost (by reason), CRC failures."""
+        """Headline counters: PDUs accepted, delivered and lost; frames built and lost by
+        reason; decoder iterations."""
+        sched = self.scheduler.counters
         out = {
-            "accepted": self.scheduler.counters.get("out", 0),
+            "accepted": sched.get("in", 0),
+            "frames": self.modulator.counters.get("in", 0),
             "delivered": self.crc_check.counters.get("out", 0),
+            "pdus_lost": sum(s.counters.get("pdus_lost", 0) for s in self.stages),
             "crc_fail": self.crc_check.counters.get("crc_fail", 0),
+            "ldpc_fail": self.decoder.counters.get("ldpc_fail", 0),
+            "df_crc_fail": self.decoder.counters.get("df_crc_fail", 0),
+            "ldpc_iterations": self.decoder.iterations,
+            "frames_decoded": self.decoder.counters.get("out", 0),
         }
         for k, v in self.demodulator.counters.items():
             if k.startswith("lost_"):

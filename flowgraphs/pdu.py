@@ -44,6 +44,7 @@ __all__ = [
     "KEY_DST",
     "KEY_ELEVATION_DEG",
     "KEY_LINK",
+    "KEY_MODCOD",
     "KEY_MODULATION",
     "KEY_PROP_DELAY_S",
     "KEY_RX_END",
@@ -81,6 +82,7 @@ KEY_ELEVATION_DEG = "elevation_deg"
 KEY_DOPPLER_HZ = "doppler_hz"
 KEY_DOPPLER_RATE_HZ_PER_S = "doppler_rate_hz_per_s"
 KEY_MODULATION = "modulation"
+KEY_MODCOD = "modcod"  # the frame's MODCOD name, e.g. "8psk-2/3"
 KEY_CRC_OK = "crc_ok"
 KEY_WALL_PROC_S = "wall_proc_s"  # wall-clock processing time of the burst [s]
 

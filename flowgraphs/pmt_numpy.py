@@ -16,7 +16,15 @@ import ctypes
 import numpy as np
 import pmt
 
-__all__ = ["c32_to_pmt", "meta_to_pmt", "pmt_to_c32", "pmt_to_u8", "u8_to_pmt"]
+__all__ = [
+    "c32_to_pmt",
+    "f32_to_pmt",
+    "meta_to_pmt",
+    "pmt_to_c32",
+    "pmt_to_f32",
+    "pmt_to_u8",
+    "u8_to_pmt",
+]
 
 _get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _get_pointer.restype = ctypes.c_void_p
@@ -49,6 +57,25 @@ def pmt_to_c32(v: pmt.pmt_base) -> np.ndarray:
     return _view(pmt.uniform_vector_elements(v, 0), 8 * n, np.complex64).copy()
 
 
+def f32_to_pmt(x: np.ndarray) -> pmt.pmt_base:
+    """float32 array → PMT ``f32vector`` (a copy)."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    v = pmt.make_f32vector(x.size, 0.0)
+    if x.size:
+        _view(pmt.uniform_vector_writable_elements(v, 0), 4 * x.size, np.float32)[:] = x
+    return v
+
+
+def pmt_to_f32(v: pmt.pmt_base) -> np.ndarray:
+    """PMT ``f32vector`` → float32 array (a copy)."""
+    if not pmt.is_f32vector(v):
+        raise TypeError("not an f32vector")
+    n = pmt.length(v)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    return _view(pmt.uniform_vector_elements(v, 0), 4 * n, np.float32).copy()
+
+
 def u8_to_pmt(data: bytes) -> pmt.pmt_base:
     """bytes → PMT ``u8vector``."""
     n = len(data)
@@ -75,6 +102,13 @@ def _value_to_pmt(v: object) -> pmt.pmt_base:
         return pmt.from_uint64(v)  # pmt.to_pmt only knows int64
     if isinstance(v, dict):
         return meta_to_pmt(v)
+    if isinstance(v, list):
+        vec = pmt.make_vector(len(v), pmt.PMT_NIL)
+        for i, x in enumerate(v):
+            pmt.vector_set(vec, i, _value_to_pmt(x))
+        return vec
+    if isinstance(v, tuple):
+        return pmt.make_tuple(*(_value_to_pmt(x) for x in v)) if v else pmt.to_pmt(v)
     return pmt.to_pmt(v)
 
 

@@ -19,13 +19,15 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gnuradio import gr
 
 from flowgraphs.config import EmulatorConfig, LinkConfig
-from flowgraphs.link_channel import LinkChannel
 from flowgraphs.zmq_pdu import ZmqPduSink, ZmqPduSource
+
+if TYPE_CHECKING:
+    from flowgraphs.link_channel import LinkChannel
 
 __all__ = ["Emulator", "run"]
 
@@ -57,21 +59,7 @@ class Emulator:
             raise
 
     def _build(self, lc: LinkConfig) -> _LinkParts:
-        geometry = lc.geometry()
-        chan = LinkChannel(
-            lc.id,
-            geometry,
-            lc.fading(),
-            lc.sample_rate_hz,
-            lc.symbol_rate_hz,
-            lc.modulation,
-            seed=lc.seed,
-            doppler_precomp=lc.doppler_precomp,
-            residual_hz=lc.residual_hz,
-            realtime=lc.realtime,
-            guard_s=lc.guard_s,
-            rolloff=lc.rolloff,
-        )
+        chan = lc.channel()
         parts: list[Any] = []
         try:
             out = ZmqPduSink(lc.out_addr)
@@ -91,6 +79,7 @@ class Emulator:
         lp = _LinkParts(lc, src, chan, out, status)
         src.stats_fn = lambda: self.link_stats(lp)
         src.in_flight_fn = lambda: self.in_flight(lp)
+        src.waiting_fn = lambda: chan.scheduler.waiting_for_promise
         self.tb.msg_connect(src, "out", chan, "in")
         self.tb.msg_connect(chan, "out", out, "in")
         self.tb.msg_connect(chan, "status", status, "in")
@@ -123,12 +112,13 @@ class Emulator:
         self.tb.start()
         for lp in self.links:
             log.info(
-                "link %s: in=%s out=%s status=%s (%s, %g Msps)",
+                "link %s: in=%s out=%s status=%s (%s, %.4g MBd, %g Msps)",
                 lp.cfg.id,
                 lp.cfg.in_addr,
                 lp.cfg.out_addr,
                 lp.cfg.status_addr,
-                lp.cfg.modulation,
+                lp.cfg.modcod,
+                lp.cfg.symbol_rate_hz / 1e6,
                 lp.cfg.sample_rate_hz / 1e6,
             )
 

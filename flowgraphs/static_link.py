@@ -30,6 +30,14 @@ class StaticLink:
     prop_delay_s: float = 0.002
     params: LinkParams = field(default_factory=LinkParams)
 
+    def predicted_snr_db(self, t_s: np.ndarray | float) -> np.ndarray:
+        """The fixed SNR [dB] (what ACM predicts on a static link)."""
+        return np.full(np.shape(t_s), self.snr_db, dtype=float)
+
+    def min_prop_delay_s(self) -> float:
+        """The fixed propagation delay [s]."""
+        return self.prop_delay_s
+
     def state(self, t_s: np.ndarray | float, shadowing: bool = True) -> LinkState:
         """The fixed state, shaped like ``t_s``."""
         t = np.asarray(t_s, dtype=float)

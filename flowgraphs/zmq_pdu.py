@@ -2,8 +2,8 @@
 
 Equivalent to gr-zeromq's ``pull_msg_source`` / ``push_msg_sink`` (same wire format:
 ``pmt.serialize_str`` of the PDU), but the source validates every message with the
-reference decoder :func:`testbed.pdu.decode_pdu`, counts what it rejects, republishes the
-metadata it validated (re-encoded by :func:`testbed.pdu.encode_pdu`, so a duplicated key
+reference decoder :func:`flowgraphs.pdu.decode_pdu`, counts what it rejects, republishes the
+metadata it validated (re-encoded by :func:`flowgraphs.pdu.encode_pdu`, so a duplicated key
 cannot smuggle a different value past it) and stops reading while too many bursts are in
 flight (ZeroMQ's high-water mark then pushes back on the sender); the sink never blocks the
 flowgraph: a PDU that no receiver can take at once (none connected, or its queue full) is
@@ -23,9 +23,10 @@ import pmt
 import zmq
 from gnuradio import gr
 
+from flowgraphs.burst_stage import CTL
 from flowgraphs.config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TX_TIME_S
+from flowgraphs.pdu import KEY_CMD, KEY_TX_TIME, PduError, decode_pdu, encode_pdu, finite_float
 from flowgraphs.pmt_numpy import meta_to_pmt, u8_to_pmt
-from testbed.pdu import KEY_CMD, KEY_TX_TIME, PduError, decode_pdu, encode_pdu, finite_float
 
 __all__ = ["ZmqPduSink", "ZmqPduSource"]
 
@@ -109,6 +110,9 @@ class ZmqPduSource(gr.basic_block):
         self.max_tx_time_s = float(max_tx_time_s)
         self.max_in_flight = int(max_in_flight)
         self.in_flight_fn = in_flight_fn
+        #: returns True while the link clock waits for the sender's promise; reading then
+        #: continues past the cap (the promise may be the next message)
+        self.waiting_fn: Callable[[], bool] | None = None
         self.stats_fn = stats_fn
         self.message_port_register_out(pmt.intern("out"))
         self.message_port_register_out(pmt.intern("status"))
@@ -162,7 +166,11 @@ class ZmqPduSource(gr.basic_block):
         poller.register(self._sock, zmq.POLLIN)
         paused = False
         while not self._stop.is_set():
-            if self.in_flight_fn is not None and self.in_flight_fn() >= self.max_in_flight:
+            if (
+                self.in_flight_fn is not None
+                and self.in_flight_fn() >= self.max_in_flight
+                and not (self.waiting_fn is not None and self.waiting_fn())
+            ):
                 if not paused:
                     paused = True
                     with self._lock:
@@ -189,6 +197,20 @@ class ZmqPduSource(gr.basic_block):
             meta, payload = decode_pdu(buf, max_bytes=self.max_payload_bytes + _META_ALLOWANCE)
         except PduError as e:
             self._reject("not_pdu", str(e))
+            return
+        if meta.get(KEY_CMD) == "advance":
+            try:
+                t = finite_float(meta, KEY_TX_TIME)
+                if not 0 <= t <= self.max_tx_time_s:
+                    raise PduError(f"advance to {t:g} s is outside 0 … {self.max_tx_time_s:g} s")
+            except PduError as e:
+                self._reject("bad_tx_time", str(e))
+                return
+            with self._lock:
+                self.counters["advance"] = self.counters.get("advance", 0) + 1
+            # one dummy byte: the stock crc_append drops empty PDUs
+            msg = pmt.cons(meta_to_pmt({CTL: "advance", "t": t}), u8_to_pmt(b"\x00"))
+            self.message_port_pub(pmt.intern("out"), msg)
             return
         if meta.get(KEY_CMD) == "stats":
             stats = self.stats_fn() if self.stats_fn is not None else self.stats()
@@ -227,9 +249,13 @@ class ZmqPduSource(gr.basic_block):
 class ZmqPduSink(gr.basic_block):
     """PDUs on message port ``in`` → PUSH socket (``pmt.serialize_str`` bytes).
 
-    Never blocks the flowgraph for long: a PDU that no receiver can take (none connected, or
-    its queue at the high-water mark) within ``send_timeout_ms`` — by default at once — is
-    dropped and counted in ``dropped``; a flowgraph stop ends any wait.
+    A lossless pipe while a receiver lives: a PDU that no receiver can take at once (none
+    connected yet, or its queue at the high-water mark) waits for one — the link then backs up
+    to the sender, which is what a slow consumer should cause under conservative
+    synchronisation (a dropped safe-time marker would stall the run, a dropped PDU would make
+    the outcome depend on when the receiver connected). Only after ``send_timeout_ms`` (the
+    receiver is taken for dead) is the PDU dropped, counted in ``dropped`` and logged; a
+    flowgraph stop ends any wait at once.
 
     Parameters
     ----------
@@ -238,7 +264,7 @@ class ZmqPduSink(gr.basic_block):
     send_timeout_ms : how long a PDU may wait for a receiver before it is dropped [ms]
     """
 
-    def __init__(self, address: str, bind: bool = True, send_timeout_ms: int = 0) -> None:
+    def __init__(self, address: str, bind: bool = True, send_timeout_ms: int = 60_000) -> None:
         gr.basic_block.__init__(self, name="satfl_zmq_pdu_sink", in_sig=None, out_sig=None)
         if send_timeout_ms < 0:
             raise ValueError("send_timeout_ms must be >= 0")

@@ -7,6 +7,8 @@ produces a traceback.
 
 from __future__ import annotations
 
+from flowgraphs.errors import ConfigError as EmulatorConfigError
+
 __all__ = [
     "EXIT_CHILD_FAILED",
     "EXIT_INTERRUPTED",
@@ -14,6 +16,7 @@ __all__ = [
     "EXIT_RUNTIME",
     "EXIT_USAGE",
     "ConfigError",
+    "EmulatorConfigError",
     "UserError",
 ]
 
@@ -30,5 +33,5 @@ class UserError(Exception):
     exit_code = EXIT_USAGE
 
 
-class ConfigError(UserError):
+class ConfigError(UserError, EmulatorConfigError):
     """A scenario/config value is invalid; the message names the file and the key."""

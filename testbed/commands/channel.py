@@ -12,19 +12,27 @@ import math
 import sys
 from typing import Any
 
+from testbed.commands.link import finite_number
 from testbed.errors import UserError
 
-__all__ = ["register"]
+__all__ = ["format_bench_markdown", "register"]
 
-_MODS = ("bpsk", "qpsk", "8psk", "16qam")
-_DEFAULT_SNR = {
-    "bpsk": "5,6,7,8,9,10",
-    "qpsk": "8,9,10,11,12,13",
-    "8psk": "13,14,15,16,17,18",
-    "16qam": "15,16,17,18,19,20",
-}
 
-_PER_SYMBOL_RATE_HZ = 250.0e3  # symbol rate of `channel per` (f_s = 1 MHz) [Hz]
+def _positive(text: str) -> float:
+    v = finite_number(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= v <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be in 1..100000, got {text!r}")
+    return v
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,46 +42,63 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     csub.required = True
 
     s = csub.add_parser("serve", help="run the emulator process (ZeroMQ PDUs in/out)")
-    s.add_argument("--config", metavar="FILE", help="TOML config (default: one link 'c1')")
+    s.add_argument(
+        "--config", metavar="FILE", help="TOML config (default: links 'c1' and 'c1-down')"
+    )
     s.set_defaults(func=_serve)
 
     b = csub.add_parser("bench", help="samples/s through the full chain, per link and per block")
-    b.add_argument("--config", metavar="FILE", help="TOML config (default: one link 'c1')")
-    b.add_argument("--bursts", type=int, default=40, help="bursts per link (default 40)")
-    b.add_argument("--payload-bytes", type=int, default=4000, help="payload per burst")
+    b.add_argument("--config", metavar="FILE", help="TOML config (default: link 'c1')")
+    b.add_argument(
+        "--bandwidth-hz", type=_positive, help="sub-channel B of the default link [Hz] (5e6)"
+    )
+    b.add_argument("--modcod", default=None, help="fix the MODCOD (default: ACM at the best pass)")
+    b.add_argument("--frames", type=_count, default=60, help="frames per link (default 60)")
+    b.add_argument("--no-reference", action="store_true", help="skip the stock GNU Radio chain")
     b.add_argument("--json", action="store_true", help="JSON on stdout")
     b.set_defaults(func=_bench)
 
-    f = csub.add_parser("per", help="frame error rate vs Es/N0 through the emulator vs theory")
-    f.add_argument("--modulation", choices=_MODS, default="qpsk")
-    f.add_argument("--snr-db", metavar="LIST", help="comma-separated Es/N0 values [dB]")
-    f.add_argument(
-        "--rician-k-db",
-        type=float,
-        default=None,
-        metavar="K",
-        help="Rician K [dB] (block fading); default AWGN",
+    f = csub.add_parser(
+        "per", help="frame error rate vs Es/N0 per MODCOD through the emulator vs reference"
     )
-    f.add_argument("--frames", type=int, default=200, help="frames per point (default 200)")
-    f.add_argument("--payload-bytes", type=int, default=256, help="payload per frame")
+    f.add_argument("--modcod", default="qpsk-1/2", help="a MODCOD name, or 'all'")
+    f.add_argument(
+        "--esn0-db", metavar="LIST", help="comma-separated Es/N0 values [dB] (default: search)"
+    )
+    f.add_argument("--frames", type=_count, default=100, help="frames per point (default 100)")
     f.add_argument(
         "--doppler-hz",
-        type=float,
-        default=3000.0,
-        help="carrier offset the receiver must remove (default 3000)",
+        type=finite_number,
+        default=300.0,
+        help="carrier offset the receiver must remove [Hz] (default 300)",
     )
+    f.add_argument("--bandwidth-hz", type=_positive, default=5.0e6, help="B = f_s [Hz]")
+    f.add_argument("--rolloff", type=float, default=0.05, help="RRC roll-off α")
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--json", action="store_true", help="JSON on stdout")
     f.add_argument("--plot", metavar="FILE.png", help="write the curves to a PNG")
     f.set_defaults(func=_per)
 
 
-def _load(path: str | None) -> Any:
+def _load(path: str | None, bandwidth_hz: float | None = None, pair: bool = True) -> Any:
+    """The config file, or the standalone link ``c1`` (with ``pair``: and its feedback link
+    ``c1-down``), with the sub-channel bandwidth ``bandwidth_hz`` if given."""
     from flowgraphs.config import load_config, parse_config
+    from nodes.zmq_link import LinkEndpoints
+    from testbed.commands.transfer import emulator_link_table
 
-    if path is None:
-        return parse_config({"link": [{"id": "c1", "seed": 1}]}, "<defaults>")
-    return load_config(path)
+    if path is not None:
+        if bandwidth_hz is not None:
+            raise UserError("--bandwidth-hz applies to the default link; set it in the config")
+        return load_config(path)
+    ids = ("c1", "c1-down") if pair else ("c1",)
+    tables = []
+    for i, lid in enumerate(ids):
+        t = emulator_link_table(lid, LinkEndpoints.default(lid), 1 + i)
+        if bandwidth_hz is not None:
+            t["params"] = {"bandwidth_hz": bandwidth_hz}
+        tables.append(t)
+    return parse_config({"emulator": {"stats_interval_s": 0}, "link": tables}, "<defaults>")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -100,38 +125,60 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from flowgraphs.measure import bench_link
+    from dataclasses import replace
 
-    if args.bursts < 1 or args.payload_bytes < 1 or args.payload_bytes > 65531:
-        raise UserError("--bursts must be >= 1 and --payload-bytes in 1..65531")
-    cfg = _load(args.config)
-    results = [bench_link(lc, args.bursts, args.payload_bytes).to_dict() for lc in cfg.links]
+    from flowgraphs import modcod
+    from flowgraphs.measure import bench_link, reference_chain
+
+    cfg = _load(args.config, args.bandwidth_hz, pair=False)
+    links = list(cfg.links)
+    if args.modcod is not None:
+        try:
+            modcod.by_name(args.modcod)
+        except ValueError as e:
+            raise UserError(f"--modcod: {e}") from e
+        links = [replace(lc, modcod=args.modcod) for lc in links]
+    results = [bench_link(lc, args.frames).to_dict() for lc in links]
+    out: dict[str, Any] = {"links": results}
+    if not args.no_reference:
+        lc = links[0]
+        ref = reference_chain(lc.sample_rate_hz, lc.symbol_rate_hz, lc.rolloff)
+        ref["ratio_link_to_reference_per_core"] = results[0]["msps_per_core"] / ref["msps_per_core"]
+        out["reference"] = ref
     if args.json:
-        sys.stdout.write(json.dumps({"links": results}, indent=2) + "\n")
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return 0
-    sys.stdout.write(format_bench_markdown(results))
+    sys.stdout.write(format_bench_markdown(out))
     return 0
 
 
-def format_bench_markdown(results: list[dict[str, Any]]) -> str:
-    """Markdown tables of :func:`flowgraphs.measure.bench_link` results."""
+def format_bench_markdown(out: dict[str, Any]) -> str:
+    """Markdown tables of ``testbed channel bench`` results."""
+    results = out["links"]
     lines = [
-        "| link | modulation | f_s [Msps] | Msps (wall) | Msps per core | × real time | "
-        "× real time @ 5 MHz | delivered |",
-        "|---|---|---|---|---|---|---|---|",
+        "| link | MODCOD | f_s [Msps] | Msps (wall) | Msps per core | × real time per core | "
+        "delivered |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['link']} | {r['modulation']} | {r['sample_rate_hz'] / 1e6:g} | "
-            f"{r['msps']:.2f} | {r['msps_per_core']:.2f} | {r['realtime_ratio']:.2f} | "
-            f"{r['realtime_ratio_5mhz']:.2f} | {r['delivered']}/{r['bursts']} |"
+            f"| {r['link']} | {r['modcod']} | {r['sample_rate_hz'] / 1e6:g} | "
+            f"{r['msps']:.2f} | {r['msps_per_core']:.2f} | {r['realtime_ratio_per_core']:.2f} | "
+            f"{r['delivered']}/{r['pdus']} |"
         )
-    lines += ["", "| block | ns per channel sample | share |", "|---|---|---|"]
+    ref = out.get("reference")
+    if ref:
+        lines += [
+            "",
+            f"reference (stock GNU Radio C++): {ref['chain']}: {ref['msps_per_core']:.2f} Msps "
+            f"per core; link / reference = {ref['ratio_link_to_reference_per_core']:.2f}",
+        ]
+    lines += ["", "| block | ns per channel sample (thread CPU) | share |", "|---|---|---|"]
     for r in results[:1]:
-        tot = sum(r["per_block_ns"].values())
+        tot = sum(r["per_block_ns"].values()) or 1.0
         for k, v in r["per_block_ns"].items():
             lines.append(f"| {k} | {v:.1f} | {100 * v / tot:.0f} % |")
-        lines.append(f"| **sum (one thread)** | {tot:.1f} | 100 % |")
+        lines.append(f"| **sum** | {tot:.1f} | 100 % |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,57 +186,70 @@ def _parse_list(text: str) -> list[float]:
     try:
         vals = [float(x) for x in text.split(",") if x.strip()]
     except ValueError as e:
-        raise UserError(f"--snr-db: expected comma-separated numbers, got {text!r}") from e
+        raise UserError(f"--esn0-db: expected comma-separated numbers, got {text!r}") from e
     if not vals or not all(math.isfinite(v) and -20 <= v <= 60 for v in vals):
-        raise UserError("--snr-db: values must be finite, in -20..60 dB")
+        raise UserError("--esn0-db: values must be finite, in -20..60 dB")
     return vals
 
 
 def _per(args: argparse.Namespace) -> int:
-    default = _DEFAULT_SNR[args.modulation]
-    if args.rician_k_db is not None:  # fading needs a wider range: +0 … +15 dB
-        lo = float(default.split(",")[0])
-        default = ",".join(f"{lo + d:g}" for d in range(0, 16, 3))
-    snr = _parse_list(args.snr_db or default)
-    if args.frames < 1 or not 1 <= args.payload_bytes <= 65531:
-        raise UserError("--frames must be >= 1 and --payload-bytes in 1..65531")
-    if args.rician_k_db is not None and not math.isfinite(args.rician_k_db):
-        raise UserError("--rician-k-db must be finite")
+    from flowgraphs import modcod
+    from flowgraphs.config import ROLLOFFS
+
+    if args.modcod == "all":
+        names = [m.name for m in modcod.MODCODS]
+    else:
+        try:
+            names = [modcod.by_name(args.modcod).name]
+        except ValueError as e:
+            raise UserError(f"--modcod: {e}") from e
+    if not any(abs(args.rolloff - a) < 1e-12 for a in ROLLOFFS):
+        raise UserError(f"--rolloff: expected one of {ROLLOFFS}, got {args.rolloff}")
+    rs = args.bandwidth_hz / (1 + args.rolloff)
+    if not abs(args.doppler_hz) < rs / 64:
+        raise UserError(
+            f"--doppler-hz must be within the acquisition range ±R_s/64 = ±{rs / 64:.0f} Hz"
+        )
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
-    half_rs = _PER_SYMBOL_RATE_HZ / 2
-    if not math.isfinite(args.doppler_hz) or abs(args.doppler_hz) >= half_rs:
-        raise UserError(
-            f"--doppler-hz must be finite with |f| < R_s/2 = {half_rs:g} Hz, got {args.doppler_hz}"
-        )
-    from flowgraphs.measure import per_curve
+    esn0 = _parse_list(args.esn0_db) if args.esn0_db else None
+    from flowgraphs.measure import per_modcod
 
-    res = per_curve(
-        args.modulation,
-        snr,
-        args.frames,
-        args.payload_bytes,
-        args.rician_k_db,
-        doppler_hz=args.doppler_hz,
-        seed=args.seed,
-        symbol_rate_hz=_PER_SYMBOL_RATE_HZ,
-    )
+    rows = []
+    for name in names:
+        r = per_modcod(
+            name,
+            esn0,
+            args.frames,
+            args.seed,
+            args.bandwidth_hz,
+            rs,
+            args.rolloff,
+            args.doppler_hz,
+        )
+        rows.append(r)
+        if not args.json:
+            th = r["esn0_db_at_fer_1e-2"]
+            sys.stderr.write(
+                f"per: {name}: FER 1e-2 at {'n/a' if th is None else f'{th:.2f}'} dB "
+                f"(reference {r['reference_esn0_db']:.2f} dB)\n"
+            )
+    res = {"modcods": rows, "reference": modcod.REFERENCE_SOURCE}
     if args.plot:
         _plot(res, args.plot)
     if args.json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")
         return 0
-    chan = "AWGN" if res["rician_k_db"] is None else f"Rician K={res['rician_k_db']:g} dB"
     lines = [
-        f"FER vs Es/N0, {res['modulation']}, {res['payload_bytes']} B payload "
-        f"({res['frame_bits']} bits with CRC), {chan}",
-        f"theory: {res['formula']}",
-        "| Es/N0 [dB] | frames | FER measured | FER theory |",
-        "|---|---|---|---|",
+        "| MODCOD | Es/N0 @ FER 1e-2 [dB] | reference [dB] | Δ [dB] | bit/symbol |",
+        "|---|---|---|---|---|",
     ]
-    for p in res["points"]:
+    for r in rows:
+        th = r["esn0_db_at_fer_1e-2"]
+        d = "n/a" if th is None else f"{th - r['reference_esn0_db']:+.2f}"
         lines.append(
-            f"| {p['esn0_db']:g} | {p['frames']} | {p['fer']:.4f} | {p['fer_theory']:.4f} |"
+            f"| {r['name']} | {'n/a' if th is None else f'{th:.2f}'} | "
+            f"{r['reference_esn0_db']:.2f} | {d} | {r['spectral_efficiency']:.3f} |"
         )
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
@@ -200,27 +260,21 @@ def _plot(res: dict[str, Any], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from channel import theory
-
-    x = [p["esn0_db"] for p in res["points"]]
-    fer = [max(p["fer"], 0.5 / p["frames"]) for p in res["points"]]
-    xs = np.linspace(min(x) - 1, max(x) + 1, 200)
-    n_bits = res["frame_bits"]
-    if res["rician_k_db"] is None:
-        ft = theory.fer_awgn(res["modulation"], xs, n_bits)
-    else:
-        ft = theory.fer_rician(res["modulation"], xs, n_bits, res["rician_k_db"])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(xs, ft, "-", label="theory")
-    ax.semilogy(x, fer, "o", label="emulator")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in res["modcods"]:
+        x = [p["esn0_db"] for p in r["points"]]
+        fer = [max(p["fer"], 0.5 / p["frames"]) for p in r["points"]]
+        (line,) = ax.semilogy(x, fer, "o-", ms=3, label=r["name"])
+        ax.axvline(r["reference_esn0_db"], color=line.get_color(), ls=":", lw=0.8)
+    ax.axhline(1e-2, color="k", lw=0.6)
     ax.set_xlabel("Es/N0 [dB]")
-    ax.set_ylabel("FER")
+    ax.set_ylabel("FER (full 64800-bit frames)")
     ax.set_ylim(1e-3, 1.1)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title(f"{res['modulation']}, {res['payload_bytes']} B")
+    ax.set_title("FER through the emulator; dotted: EN 302 307-1 Table 13 (PER 1e-7)")
+    if len(res["modcods"]) <= 12:
+        ax.legend(fontsize=7, ncol=2)
     try:
         fig.savefig(path, dpi=120)
     except OSError as e:

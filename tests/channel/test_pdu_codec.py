@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed.pdu import PduError, decode_pdu, decode_pmt, encode_pdu, encode_pmt
+from flowgraphs.pdu import PduError, decode_pdu, decode_pmt, encode_pdu, encode_pmt
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Fixtures of the emulator tests: a flowgraph harness and a real contact window."""
+"""Fixtures of the emulator tests: flowgraph harnesses and a real contact window."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def run_stage(stage: Any, items: list[tuple[dict[str, Any], Any]], timeout_s: fl
     from gnuradio import gr
 
     from flowgraphs.msg_io import PduCollector, PduInjector
-    from flowgraphs.pmt_numpy import c32_to_pmt, u8_to_pmt
+    from flowgraphs.pmt_numpy import c32_to_pmt, f32_to_pmt, meta_to_pmt, u8_to_pmt
 
     tb = gr.top_block()
     inj, col = PduInjector(), PduCollector()
@@ -24,17 +24,50 @@ def run_stage(stage: Any, items: list[tuple[dict[str, Any], Any]], timeout_s: fl
     tb.start()
     try:
         for meta, data in items:
-            vec = (
-                u8_to_pmt(bytes(data))
-                if isinstance(data, bytes | bytearray)
-                else c32_to_pmt(np.asarray(data, dtype=np.complex64))
-            )
-            inj.message_port_pub(pmt.intern("out"), pmt.cons(pmt.to_pmt(meta), vec))
+            if isinstance(data, bytes | bytearray):
+                vec = u8_to_pmt(bytes(data))
+            elif np.asarray(data).dtype == np.float32:
+                vec = f32_to_pmt(np.asarray(data))
+            else:
+                vec = c32_to_pmt(np.asarray(data, dtype=np.complex64))
+            inj.message_port_pub(pmt.intern("out"), pmt.cons(meta_to_pmt(meta), vec))
         col.wait_for(len(items), timeout_s)
     finally:
         tb.stop()
         tb.wait()
     return col.items
+
+
+def static_link(
+    esn0_db: float = 20.0,
+    modcod: str = "acm",
+    fading: Any = None,
+    doppler_hz: float = 300.0,
+    seed: int = 1,
+    rolloff: float = 0.05,
+    fs: float = 5.0e6,
+    max_iterations: int = 50,
+    margin_db: float = 1.0,
+) -> Any:
+    """A :class:`LinkChannel` over a static link at Es/N0 ``esn0_db`` (noise bandwidth = R_s)."""
+    from flowgraphs.burst_scheduler import AcmPolicy
+    from flowgraphs.link_channel import LinkChannel
+    from flowgraphs.modem import ModemConfig
+    from flowgraphs.static_link import StaticLink
+
+    rs = fs / (1 + rolloff)
+    cfg = ModemConfig(fs, rs, rolloff, 1440, 5.0)
+    return LinkChannel(
+        "t",
+        StaticLink(snr_db=esn0_db, doppler_hz=doppler_hz),
+        fading,
+        cfg,
+        noise_bandwidth_hz=rs,
+        policy=AcmPolicy(modcod, margin_db),
+        seed=seed,
+        doppler_precomp="none",
+        max_iterations=max_iterations,
+    )
 
 
 @pytest.fixture(scope="session")

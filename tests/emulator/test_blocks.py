@@ -1,28 +1,43 @@
-"""Blocks against the stock GNU Radio blocks they stand beside; PMT bridges; input checks."""
+"""Blocks against the stock GNU Radio blocks they stand beside; PMT bridges; input checks;
+the link clock's frames, reports and safe-time markers."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pmt
 import pytest
 from gnuradio import digital, filter
 
-from flowgraphs import frame, modem
-from flowgraphs.burst_modulator import BurstModulator, select_modulation
-from flowgraphs.pmt_numpy import c32_to_pmt, pmt_to_c32, pmt_to_u8, u8_to_pmt
+from flowgraphs import dsp, frame
+from flowgraphs.burst_scheduler import AcmPolicy, BurstScheduler
+from flowgraphs.modem import ModemConfig
+from flowgraphs.pdu import encode_pdu
+from flowgraphs.pmt_numpy import (
+    c32_to_pmt,
+    f32_to_pmt,
+    pmt_to_c32,
+    pmt_to_f32,
+    pmt_to_u8,
+    u8_to_pmt,
+)
+from flowgraphs.static_link import StaticLink
 from flowgraphs.zmq_pdu import ZmqPduSource
-from testbed.pdu import encode_pdu
 
 from .conftest import run_stage
 
 pytestmark = pytest.mark.integration
 
+CFG = ModemConfig(5e6, 5e6 / 1.05, 0.05, 1440, 5.0)
 
-def test_rrc_taps_match_firdes():
+
+def test_rrc_pulse_matches_firdes():
     sps, alpha = 4, 0.35
-    ours = modem.rrc_taps(sps, alpha)
-    ref = np.array(filter.firdes.root_raised_cosine(1.0, sps, 1.0, alpha, ours.size))
-    np.testing.assert_allclose(ours, ref / np.sqrt(np.sum(ref**2)), atol=1e-5)
+    t = (np.arange(16 * sps + 1) - 8 * sps) / sps
+    ours = dsp.rrc(t, alpha)
+    ref = np.array(filter.firdes.root_raised_cosine(1.0, sps, 1.0, alpha, t.size))
+    np.testing.assert_allclose(ours / np.linalg.norm(ours), ref / np.linalg.norm(ref), atol=1e-5)
 
 
 def test_stock_crc_append_matches_our_check():
@@ -37,26 +52,11 @@ def test_pmt_bridges_roundtrip_and_equal_stock_pmts():
     v = c32_to_pmt(x)
     assert pmt.equal(v, pmt.init_c32vector(x.size, x.tolist()))
     np.testing.assert_array_equal(pmt_to_c32(v), x)
+    f = np.linspace(-3, 3, 500, dtype=np.float32)
+    assert pmt.equal(f32_to_pmt(f), pmt.init_f32vector(f.size, f.tolist()))
+    np.testing.assert_array_equal(pmt_to_f32(f32_to_pmt(f)), f)
     assert pmt_to_u8(u8_to_pmt(b"\x00\x01abc")) == b"\x00\x01abc"
     assert pmt.equal(u8_to_pmt(b"ab"), pmt.init_u8vector(2, [97, 98]))
-
-
-def test_modulator_rejects_bad_construction_and_survives_bad_pdus():
-    with pytest.raises(ValueError):
-        BurstModulator(1e6, 300e3)
-    with pytest.raises(ValueError):
-        BurstModulator(1e6, 250e3, "64qam")
-    mod = BurstModulator(1e6, 250e3, "qpsk")
-    items = [({"tx_time": 0.0}, bytes(70_000)), ({"tx_time": 0.0}, b"ok!!!")]
-    out = run_stage(mod, items, timeout_s=3.0)  # only one of the two comes out
-    assert len(out) == 1 and out[0][0]["modulation"] == "qpsk"
-    assert mod.counters["bad_length"] == 1
-
-
-def test_adaptive_modulation_follows_predicted_snr():
-    assert select_modulation(5.0) == "bpsk"
-    assert select_modulation(15.0) == "qpsk"
-    assert select_modulation(30.0) == "16qam"
 
 
 def test_zmq_source_validates_and_counts(tmp_path):
@@ -68,12 +68,14 @@ def test_zmq_source_validates_and_counts(tmp_path):
         src.handle_bytes(encode_pdu({"tx_time": -1.0}, b"x"))
         src.handle_bytes(encode_pdu({"tx_time": 1.0}, bytes(101)))
         src.handle_bytes(encode_pdu({"tx_time": 1.0}, b""))
+        src.handle_bytes(encode_pdu({"cmd": "advance", "tx_time": "soon"}, b""))
+        src.handle_bytes(encode_pdu({"cmd": "advance", "tx_time": 5.0}, b""))
         src.handle_bytes(encode_pdu({"tx_time": 1}, b"fine"))
         c = src.stats()
     finally:
         src.close()
-    assert c["not_pdu"] == 1 and c["bad_tx_time"] == 3 and c["bad_payload"] == 2
-    assert c["accepted"] == 1 and c["rejected"] == 6
+    assert c["not_pdu"] == 1 and c["bad_tx_time"] == 4 and c["bad_payload"] == 2
+    assert c["accepted"] == 1 and c["advance"] == 1 and c["rejected"] == 7
     with pytest.raises(ValueError):
         ZmqPduSource("bogus://x")
 
@@ -91,3 +93,134 @@ def test_a_failing_stage_counts_and_keeps_running():
     items = [({"boom": True}, np.ones(4, np.complex64)), ({"boom": False}, np.ones(4))]
     out = run_stage(stage, items, timeout_s=3.0)
     assert len(out) == 1 and stage.counters["internal_error"] == 1
+
+
+class _Recorder:
+    """Captures what a BurstScheduler publishes, in order (frames, markers, reports)."""
+
+    def __init__(self, sched: BurstScheduler) -> None:
+        self.log: list[tuple[str, dict, bytes]] = []
+        sched.publish = lambda m, d, kind=None: self.log.append(("frame", m, bytes(d)))  # type: ignore[method-assign]
+        sched.publish_control = lambda m: self.log.append(("marker", m, b""))  # type: ignore[method-assign]
+
+        def pub(port, msg):
+            self.log.append(("status", pmt.to_python(pmt.car(msg)), b""))
+
+        sched.message_port_pub = pub  # type: ignore[method-assign]
+
+    def of(self, kind: str) -> list[dict]:
+        return [m for k, m, _ in self.log if k == kind]
+
+    def control(self, sched: BurstScheduler, t: float) -> None:
+        """An ``advance`` as the chain delivers it (returned markers are forwarded)."""
+        for m in sched.control({"_ctl": "advance", "t": t}):
+            self.log.append(("marker", m, b""))
+
+
+def _scheduler(esn0_db=10.0, modcod="acm"):
+    return BurstScheduler(
+        "t", StaticLink(snr_db=esn0_db), CFG, CFG.symbol_rate_hz, AcmPolicy(modcod, 1.0)
+    )
+
+
+def test_frames_wait_for_a_promise_and_fill_from_the_queue():
+    s = _scheduler(10.0, "qpsk-1/2")  # a 4050-byte data field
+    rec = _Recorder(s)
+    body = frame.append_crc32(bytes(1100))
+    s.process({"tx_time": 1.0, "seq": 1}, body)
+    assert rec.of("frame") == []  # more PDUs for this frame may still come
+    for i in range(2, 6):
+        s.process({"tx_time": 1.0, "seq": i}, body)
+    frames = rec.of("frame")
+    assert len(frames) == 1  # full: built without waiting
+    f = frames[0]
+    assert f["modcod"] == "qpsk-1/2" and f["df_len"] == 4050
+    assert f["tx_start"] == 1.0 and f["tx_end"] == pytest.approx(1.0 + f["airtime_s"])
+    assert f["rx_end"] == pytest.approx(f["tx_end"] + f["prop_delay_s"])
+    assert [p["meta"]["seq"] for p in f["_pdus"]] == [1, 2, 3]  # the 4th continues
+    rec.control(s, 1.0)  # not beyond the frame start: still waiting
+    assert len(rec.of("frame")) == 1
+    rec.control(s, 1.5)
+    frames = rec.of("frame")
+    assert len(frames) == 2 and frames[1]["tx_start"] == pytest.approx(f["tx_end"])
+    assert [p["meta"]["seq"] for p in frames[1]["_pdus"]] == [4, 5]
+    assert frames[1]["df_len"] < 4050  # shortened: what was queued
+    reports = [r for r in rec.of("status") if r["status"] == "frame"]
+    assert [[p[0] for p in r["pdus"]] for r in reports] == [[1, 2, 3], [4, 5]]
+    assert reports[1]["pdus"][0][1] == 1.0  # PDU 4 started in the first frame
+
+
+def test_safe_markers_bound_every_later_delivery():
+    s = _scheduler(10.0)
+    rec = _Recorder(s)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        t = float(np.floor(i / 4))
+        s.process(
+            {"tx_time": t, "seq": i}, frame.append_crc32(rng.bytes(int(rng.integers(50, 3000))))
+        )
+        if i % 7 == 0:
+            rec.control(s, t + 0.5)
+    rec.control(s, 100.0)
+    safe = -math.inf
+    clock = -math.inf
+    for kind, m, _ in rec.log:
+        if kind == "marker":
+            assert m["t"] > safe  # monotone
+            safe = m["t"]
+        elif kind == "frame":
+            assert m["rx_end"] >= safe  # no delivery below a published safe time
+        elif kind == "status" and m["status"] == "clock":
+            clock = m["t"]
+        elif kind == "status" and m["status"] == "frame":
+            assert m["tx_start"] >= clock  # no report for a frame before the clock marker
+    assert safe > 100.0
+
+
+class _ShadowedLink(StaticLink):
+    """Clear-sky prediction 10 dB throughout; the realised SNR drops to 2 dB at t = 5 s."""
+
+    def state(self, t_s, shadowing=True):
+        import dataclasses
+
+        st = super().state(t_s, shadowing)
+        dip = np.asarray(t_s, dtype=float) >= 5.0
+        return dataclasses.replace(st, snr_db=np.where(dip, 2.0, st.snr_db))
+
+
+def test_each_acm_prediction_uses_only_its_own_information():
+    from flowgraphs import modcod
+
+    def chosen(prediction, t):
+        s = BurstScheduler(
+            "t", _ShadowedLink(snr_db=10.0), CFG, CFG.symbol_rate_hz,
+            AcmPolicy("acm", 1.0, prediction, feedback_delay_s=0.5),
+        )  # fmt: skip
+        return s._choose(t)
+
+    off = 0.0  # the SNR is stated in B = R_s here: Es/N0 = SNR
+    table = modcod.measured_thresholds()
+
+    def expect(snr):
+        return modcod.select(snr + off, 1.0, modcod.MODCODS, table).name
+
+    assert expect(10.0) != expect(2.0)  # the dip changes the MODCOD
+    # open loop: the clear-sky budget only, blind to the dip
+    assert chosen("predict", 6.0)[0].name == expect(10.0)
+    # closed loop: the SNR the receiver reported 0.5 s earlier
+    assert chosen("feedback", 6.0)[0].name == expect(2.0)
+    assert chosen("feedback", 5.3)[0].name == expect(10.0)  # the report predates the dip
+    assert chosen("feedback", 5.3)[1] == pytest.approx(10.0 + off)
+    # genie: the realised SNR at the frame itself
+    assert chosen("genie", 5.3)[0].name == expect(2.0)
+
+
+def test_acm_follows_the_predicted_esn0():
+    low, high = _scheduler(-1.0), _scheduler(12.0)
+    assert low._choose(0.0)[0].name == "qpsk-1/4"
+    mc = high._choose(0.0)[0]
+    assert mc.constellation in ("16apsk", "32apsk") and mc.reference_esn0_db <= 11.5
+    with pytest.raises(ValueError, match="unknown MODCOD"):
+        AcmPolicy("qpsk-7/8")
+    with pytest.raises(ValueError, match="prediction"):
+        AcmPolicy(prediction="oracle")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import pytest
 import zmq
 
 import channel
-from testbed.pdu import decode_pdu, encode_pdu
+from flowgraphs.pdu import decode_pdu, encode_pdu
 
 from ..conftest import REPO
 
@@ -32,7 +33,12 @@ REQUIRED = {
     "elevation_deg",
     "doppler_hz",
     "doppler_rate_hz_per_s",
-    "modulation",
+    "modcod",
+    "esn0_db",
+    "esn0_pred_db",
+    "frame_id",
+    "frames",
+    "ldpc_iterations",
     "crc_ok",
     "link",
     "wall_proc_s",
@@ -48,7 +54,7 @@ in = "ipc://{d}/a-in"
 out = "ipc://{d}/a-out"
 status = "ipc://{d}/a-status"
 seed = 1
-modulation = "qpsk"
+modcod = "qpsk-1/2"
 
 [[link]]
 id = "b"
@@ -56,7 +62,6 @@ in = "ipc://{d}/b-in"
 out = "ipc://{d}/b-out"
 status = "ipc://{d}/b-status"
 seed = 2
-modulation = "bpsk"
 doppler_precomp = "residual"
 residual_hz = 500.0
 [link.site]
@@ -116,7 +121,7 @@ def test_pdus_cross_the_emulator_with_metadata_and_garbage_is_survived(server):
         push.send(encode_pdu({"tx_time": "soon"}, b"abc"))
         push.send(encode_pdu({"tx_time": t0}, bytes(20_000)))
         push.send_multipart([b"a", b"b"])
-        # then real PDUs on both links
+        # then real PDUs on both links, and a promise beyond them (the frames go out)
         sent = {}
         for i in range(4):
             payload = bytes([i]) * (100 + i)
@@ -126,23 +131,40 @@ def test_pdus_cross_the_emulator_with_metadata_and_garbage_is_survived(server):
                     {"tx_time": t0 + i, "seq": i, "src": "n1", "dst": "sat", "round": 7}, payload
                 )
             )
+        push.send(encode_pdu({"cmd": "advance", "tx_time": t0 + 10.0}, b""))
         push_b.send(encode_pdu({"tx_time": t0, "seq": 99, "src": "n2", "dst": "sat"}, b"hi b"))
-        got = [decode_pdu(out.recv()) for _ in range(4)]
-        meta_b, payload_b = decode_pdu(out_b.recv())
-        reports = [decode_pdu(status.recv())[0] for _ in range(4)]
+        push_b.send(encode_pdu({"cmd": "advance", "tx_time": t0 + 1.0}, b""))
+        got, safe = [], []
+        while len(got) < 4:
+            m, p = decode_pdu(out.recv())
+            (safe if m.get("cmd") == "safe" else got).append((m, p))
+        meta_b, payload_b = next(
+            x for x in iter(lambda: decode_pdu(out_b.recv()), None) if x[0].get("cmd") != "safe"
+        )
+        reports = []
+        while sum(len(r.get("pdus", [])) for r in reports) < 4:
+            r = decode_pdu(status.recv())[0]
+            if r.get("status") == "frame":
+                reports.append(r)
         push.send(encode_pdu({"cmd": "stats"}, b""))
-        stats = decode_pdu(status.recv())[0]
+        while True:
+            stats = decode_pdu(status.recv())[0]
+            if stats.get("cmd") == "stats":
+                break
     finally:
         ctx.destroy(linger=0)
     for meta, payload in got:
         assert payload == sent[meta["seq"]]
-        assert REQUIRED <= set(meta)
+        assert REQUIRED <= set(meta), REQUIRED - set(meta)
         assert meta["round"] == 7 and meta["crc_ok"] is True and meta["link"] == "a"
-        assert meta["tx_start"] == pytest.approx(t0 + meta["seq"])
-    assert payload_b == b"hi b" and meta_b["link"] == "b" and meta_b["modulation"] == "bpsk"
+        assert meta["modcod"] == "qpsk-1/2"  # the fixed MODCOD of link a
+        assert meta["tx_start"] >= t0 + meta["seq"] and meta["rx_end"] > meta["tx_end"]
+    # the markers: monotone, and no delivery after one has rx_end below it
+    assert safe and all(a[0]["t"] < b[0]["t"] for a, b in itertools.pairwise(safe))
+    assert payload_b == b"hi b" and meta_b["link"] == "b"
     assert meta_b["freq_est_hz"] == pytest.approx(500.0, abs=50.0)
-    assert {r["seq"] for r in reports} == set(sent)
-    assert all({"tx_start", "tx_end"} <= set(r) for r in reports)
+    assert sorted(p[0] for r in reports for p in r["pdus"]) == sorted(sent)
+    assert all({"tx_start", "tx_end", "modcod", "frame_id"} <= set(r) for r in reports)
     assert stats["cmd"] == "stats" and stats["link"] == "a"
     assert stats["in_rejected"] == 6 and stats["delivered"] == 4
     # still alive after the garbage; SIGTERM stops it cleanly

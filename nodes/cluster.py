@@ -25,11 +25,10 @@ from typing import Any
 import zmq
 
 from nodes import control
-from nodes.payload import manifest_for, new_transfer_id
-from nodes.sender import Delivery, SenderConfig, SenderDriver, SenderEngine, UploadRecord
-from nodes.wire import Finished, FinishedStatus, WireError
-from nodes.wire import decode as wire_decode
-from nodes.wire import encode as wire_encode
+from nodes.link_profile import capacity_fields, sender_config
+from nodes.payload import derived_transfer_id, manifest_for
+from nodes.sender import SenderDriver, SenderEngine
+from nodes.wire import Finished, FinishedStatus
 from nodes.zmq_link import EmulatorSenderLink, LinkEndpoints, LinkMux
 
 __all__ = ["ClusterNode"]
@@ -68,11 +67,13 @@ class ClusterNode:
         self.strategy, _ = build_strategy(scn)
         up = LinkEndpoints(*scn.link_endpoints(cluster_id, token))
         down = LinkEndpoints(*scn.link_endpoints(f"{cluster_id}-down", token))
-        bitrate = scn.link.nominal_bitrate_bps
-        self.link = EmulatorSenderLink(up, down, src=cluster_id, bitrate_bps=bitrate)
+        self.link_cfg = scn.uplink_config(cluster_id, token)
+        self.sender_cfg = sender_config(self.link_cfg, fragment_size=scn.link.fragment_size)
+        self.link = EmulatorSenderLink(up, down, src=cluster_id)
         self.mux = LinkMux(self.link)
         self.pending: list[_Pending] = []
         self.uplink_free_s = float("-inf")  # emulated end of this cluster's last uplink use
+        self._hint: tuple[float, float] | None = None  # the link as the last transfer knew it
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, cluster_id.encode())
@@ -143,7 +144,13 @@ class ClusterNode:
 
     def _on_upload(self, msg: dict[str, Any], blob: bytes | None) -> list[bytes]:
         """Resume the transfers frozen at an earlier LOS, then (unless ``stage`` is null: the
-        resume at AOS) send this stage's payloads, one after another on the uplink."""
+        resume at AOS) send this stage's payloads, one after another on the uplink.
+
+        Every transfer runs on the emulated clock under conservative synchronisation
+        (nodes/sender.py), so the records depend only on the inputs. At the end the cluster
+        promises the uplink its end time, so the satellite's receiver can know that it has
+        seen everything sent before it.
+        """
         cycle, stage = int(msg["cycle"]), msg["stage"]
         t = max(float(msg["t_start"]), self.uplink_free_s)
         deadline = float(msg["deadline"])
@@ -154,6 +161,7 @@ class ClusterNode:
             if self.scn.time.late_policy == "drop":
                 fin = self._cancel(p, t)
                 rec = p.driver._record(0.0).to_dict()
+                t = max(t, min(p.driver.now, deadline))
                 if fin is not None and fin.status is FinishedStatus.ACCEPTED:
                     # It had arrived; only the FINISHED was lost. The receiver's record wins.
                     rec.update(
@@ -163,14 +171,18 @@ class ClusterNode:
                     )
                 else:
                     rec["status"] = "cancelled"
-                records.append({**p.meta, **rec})
+                records.append({**p.meta, **self._finish(rec)})
+                self.mux.close_view(p.driver.e.tid)
                 continue
             p.driver.now = max(p.driver.now, t)
             r = p.driver.run(deadline_s=deadline)
             t = max(t, min(p.driver.now, deadline))
-            records.append({**p.meta, **self._finish(r)})
+            self._hint = p.driver.hint()
+            records.append({**p.meta, **self._finish(r.to_dict())})
             if r.status == "incomplete":
                 still.append(p)
+            else:
+                self.mux.close_view(p.driver.e.tid)
         self.pending = still
         payloads = self.strategy.upload(self.k, stage, cycle) if stage else []
         for p in payloads:
@@ -188,13 +200,14 @@ class ClusterNode:
             )
             (self.payload_dir / f"{name}.safetensors").write_bytes(data)
             (self.payload_dir / f"{name}.manifest.json").write_text(json.dumps(m.to_dict()))
-            tid = new_transfer_id()
+            tid = derived_transfer_id(m, self.scn.seed)
             drv = SenderDriver(
                 SenderEngine(tid, m, data),
                 self.mux.view(tid),
-                SenderConfig(),
+                self.sender_cfg,
                 windows=self.windows,
                 start_s=t,
+                hint=self._hint,
             )
             meta = {
                 "cluster": self.cid,
@@ -207,22 +220,24 @@ class ClusterNode:
             }
             r = drv.run(deadline_s=deadline)
             t = max(t, min(drv.now, deadline))
-            records.append({**meta, **self._finish(r)})
+            self._hint = drv.hint()
+            records.append({**meta, **self._finish(r.to_dict())})
             if r.status == "incomplete":
                 self.pending.append(_Pending(drv, meta))
+            else:
+                self.mux.close_view(tid)
         self.uplink_free_s = t
-        # Barrier: report how many PDUs the emulator has delivered once none is in flight,
-        # so the satellite decides what had arrived only after its receiver saw all of them.
-        delivered = self.mux.barrier()
-        return control.encode(
-            "uploaded", cycle=cycle, stage=stage, t_end=t, records=records, delivered=delivered
-        )
+        # nothing more comes on this uplink before t: the satellite's receiver learns so
+        self.link.advance(t)
+        return control.encode("uploaded", cycle=cycle, stage=stage, t_end=t, records=records)
 
-    def _finish(self, r: UploadRecord) -> dict[str, Any]:
+    def _finish(self, d: dict[str, Any]) -> dict[str, Any]:
         from channel import time_to_deliver_s
 
-        d = r.to_dict()
-        d["predicted_shannon_s"] = time_to_deliver_s(self.geometry, r.first_tx_s, r.size_bytes)
+        d["predicted_shannon_s"] = time_to_deliver_s(
+            self.geometry, d["first_tx_s"], d["size_bytes"]
+        )
+        d.update(capacity_fields(d, self.geometry, self.link_cfg))
         return d
 
     def _cancel(self, p: _Pending, t: float) -> Finished | None:
@@ -231,19 +246,7 @@ class ClusterNode:
         The receiver answers from its record, so a payload it had accepted (FINISHED lost on
         the way back) is reported as accepted, not cancelled.
         """
-        eng = p.driver.e
-        if not p.driver._fits(t, 0.01):
+        drv = p.driver
+        if drv._window(t) is None:
             return None
-        view = self.mux.view(eng.tid)
-        view.send(wire_encode(eng.cancel_message()), t)
-        end = time.monotonic() + 3.0
-        while time.monotonic() < end:
-            for ev in view.poll(0.5):
-                if isinstance(ev, Delivery):
-                    try:
-                        msg = wire_decode(ev.data)
-                    except WireError:
-                        continue
-                    if isinstance(msg, Finished):
-                        return msg
-        return None
+        return drv.cancel(t, self.sender_cfg.ack_timer_s)

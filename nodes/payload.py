@@ -22,6 +22,7 @@ from nodes.wire import Manifest
 
 __all__ = [
     "PayloadError",
+    "derived_transfer_id",
     "manifest_for",
     "new_transfer_id",
     "read_safetensors_header",
@@ -50,6 +51,14 @@ class PayloadError(ValueError):
 def new_transfer_id() -> bytes:
     """A random 128-bit transfer id."""
     return os.urandom(16)
+
+
+def derived_transfer_id(m: Manifest, nonce: int = 0) -> bytes:
+    """A transfer id derived from what is sent (128 bits of SHA-256 over sender, kind, round,
+    the payload's SHA-256 and ``nonce``), so the same inputs give the same bytes on the air
+    — and, with the emulator's position-keyed noise, the same emulated records."""
+    h = hashlib.sha256(f"satfl-tid|{m.sender}|{m.kind}|{m.round}|{m.sha256}|{int(nonce)}".encode())
+    return h.digest()[:16]
 
 
 def manifest_for(

@@ -71,6 +71,9 @@ class ReceiverEngine:
         self._need_meta_sent: dict[bytes, int] = {}
         self._finished_replies: Counter[bytes] = Counter()
         self.now_s = 0.0
+        #: the latest safe time of the uplink: every delivery with rx_end below it has been
+        #: handled (set by the process loop from the emulator's markers)
+        self.safe_time_s = float("-inf")
         # Work a crash left (a complete partial, a commit without its record) is finished
         # when the first message arrives, stamped with its emulated time.
         self._recovery_due = True

@@ -321,26 +321,23 @@ class SatelliteNode:
         self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end")
         log.info("cycle %d: global accuracy %.3f", cycle, acc_g)
 
-    def _sync_receiver(self, cid: str, reply: dict[str, Any], timeout_s: float = 60.0) -> None:
-        """Wait until the cluster's receiver has handled every PDU the emulator delivered.
+    def _sync_receiver(self, cid: str, t_s: float, timeout_s: float = 300.0) -> None:
+        """Wait until the cluster's receiver has handled everything delivered before ``t_s``.
 
-        ``reply["delivered"]`` is the emulator's count of PDUs delivered on the uplink once no
-        burst was in flight; a payload completed by the aggregation time is then certainly
-        committed and recorded before the satellite looks (no wall-clock race).
+        The emulator's safe-time markers (forwarded in order behind the deliveries) say that
+        no delivery with ``rx_end`` < t will come any more; once the receiver's safe time
+        passes ``t_s``, a payload completed by then is certainly committed and recorded
+        before the satellite looks — the decision depends on emulated time only.
         """
-        want = reply.get("delivered")
         eng = self.engines[cid]
-        if want is None:
-            log.warning("no delivery count from %s; aggregating without the barrier", cid)
-            return
         end = time.monotonic() + timeout_s
-        while eng.counters["pdu_handled"] < int(want):
+        while not eng.safe_time_s > t_s:
             if time.monotonic() > end:
                 raise RuntimeError(
-                    f"the receiver for {cid} handled {eng.counters['pdu_handled']}"
-                    f" of {want} delivered PDUs within {timeout_s:g} s"
+                    f"the receiver for {cid} had a safe time of {eng.safe_time_s:.3f} s, not "
+                    f"beyond {t_s:.3f} s, after {timeout_s:g} s (wall); is the emulator alive?"
                 )
-            time.sleep(0.01)
+            time.sleep(0.005)
 
     def _note_mem(self, node: str, reply: dict[str, Any]) -> None:
         """Keep each node's peak memory (CUDA max allocated on GPU, peak RSS on CPU)."""
@@ -363,7 +360,7 @@ class SatelliteNode:
             t_start=t,
             deadline=sl.los_s,
         )
-        self._sync_receiver(sl.cluster, r)
+        self._sync_receiver(sl.cluster, float(r["t_end"]))
         for rec in r["records"]:
             self._record_upload(rec)
             self.event(
@@ -387,7 +384,7 @@ class SatelliteNode:
         r = self._request(
             sl.cluster, "upload", "uploaded", cycle=cycle, stage=stage, t_start=t, deadline=sl.los_s
         )
-        self._sync_receiver(sl.cluster, r)
+        self._sync_receiver(sl.cluster, float(r["t_end"]))
         self._progress(uploads_in_flight=0)
         recs = r["records"]
         nbytes = 0

@@ -26,12 +26,8 @@ from typing import Any
 
 import zmq
 
-from nodes.receiver import ReceiverEngine
-from nodes.sender import Delivery, TxReport
-from nodes.wire import encode
-from testbed.pdu import (
+from flowgraphs.pdu import (
     KEY_CMD,
-    KEY_PROP_DELAY_S,
     KEY_RX_END,
     KEY_SEQ,
     KEY_SRC,
@@ -43,6 +39,9 @@ from testbed.pdu import (
     encode_pdu,
     finite_float,
 )
+from nodes.receiver import ReceiverEngine
+from nodes.sender import Delivery, Horizon, TxReport
+from nodes.wire import encode
 
 __all__ = ["EmulatorSenderLink", "LinkEndpoints", "LinkMux", "serve_receiver"]
 
@@ -80,12 +79,16 @@ def _sock(ctx: zmq.Context, kind: int, addr: str) -> zmq.Socket:
 class EmulatorSenderLink:
     """Sender side of a transfer through the GNU Radio emulator.
 
+    PDUs go to the uplink's ``in``; the modem's frame reports and clock markers come from the
+    uplink's ``status`` (as :class:`nodes.sender.TxReport` per completed PDU and
+    :class:`nodes.sender.Horizon` ``"status"``); the receiver's feedback and the downlink's
+    safe-time markers come from the downlink's ``out`` (:class:`nodes.sender.Delivery`,
+    :class:`nodes.sender.Horizon` ``"feedback"``). :meth:`advance` sends the sender's promise.
+
     Parameters
     ----------
     uplink, downlink : the emulator's endpoints for the two directions
-    src : this sender's id (echoed by the emulator in status reports)
-    bitrate_bps : initial airtime estimate until the modem's reports calibrate it
-    overhead_bytes : per-burst framing overhead for the estimate
+    src : this sender's id (echoed by the emulator)
     """
 
     def __init__(
@@ -93,8 +96,6 @@ class EmulatorSenderLink:
         uplink: LinkEndpoints,
         downlink: LinkEndpoints,
         src: str,
-        bitrate_bps: float = 1.0e6,
-        overhead_bytes: int = 64,
         ctx: zmq.Context | None = None,
     ) -> None:
         self.ctx = ctx or zmq.Context.instance()
@@ -106,29 +107,27 @@ class EmulatorSenderLink:
         self._poller.register(self._status, zmq.POLLIN)
         self._poller.register(self._fb, zmq.POLLIN)
         self._seq = itertools.count(1)
-        self._sizes: dict[int, int] = {}
-        self._bit_s = 1.0 / bitrate_bps  # seconds per byte·8, calibrated from status
-        self._overhead = overhead_bytes
-        self._prop = 0.01
+        self._frames: dict[int, tuple[str, float, float, int]] = {}
+        self.promised_s = -math.inf
         self.counters: Counter[str] = Counter()
         self.last_stats: dict[str, Any] | None = None
 
-    def airtime_s(self, nbytes: int) -> float:
-        return (nbytes + self._overhead) * 8.0 * self._bit_s
-
-    def rtt_estimate_s(self) -> float:
-        return 2.0 * self._prop + self.airtime_s(1024) + self.airtime_s(64)
-
     def send(self, data: bytes, tx_time_s: float) -> int:
         seq = next(self._seq)
-        self._sizes[seq] = len(data)
         self._push.send(
             encode_pdu({KEY_TX_TIME: float(tx_time_s), KEY_SEQ: seq, KEY_SRC: self.src}, data)
         )
+        self.promised_s = max(self.promised_s, float(tx_time_s))
         return seq
 
-    def poll(self, wall_timeout_s: float) -> list[TxReport | Delivery]:
-        out: list[TxReport | Delivery] = []
+    def advance(self, t_s: float) -> None:
+        """Promise the emulator: no PDU with ``tx_time`` < ``t_s`` follows."""
+        if t_s > self.promised_s:
+            self.promised_s = float(t_s)
+            self._push.send(encode_pdu({KEY_CMD: "advance", KEY_TX_TIME: float(t_s)}, b""))
+
+    def poll(self, wall_timeout_s: float) -> list[TxReport | Delivery | Horizon]:
+        out: list[TxReport | Delivery | Horizon] = []
         events = dict(self._poller.poll(int(wall_timeout_s * 1000)))
         while events:
             if self._status in events:
@@ -138,37 +137,54 @@ class EmulatorSenderLink:
             events = dict(self._poller.poll(0))
         return out
 
-    def _on_status(self, buf: bytes, out: list[TxReport | Delivery]) -> None:
+    def _on_status(self, buf: bytes, out: list[TxReport | Delivery | Horizon]) -> None:
         try:
             meta, _ = decode_pdu(buf, MAX_PDU_BYTES)
             if KEY_CMD in meta:
-                self.last_stats = meta  # a stats reply, not a burst report
+                self.last_stats = meta  # a stats reply, not a report
                 return
-            seq = meta.get(KEY_SEQ)
+            kind = meta.get("status")
+            if kind == "clock":
+                out.append(Horizon("status", finite_float(meta, "t")))
+                return
+            if kind != "frame":
+                raise PduError(f"unknown status report {kind!r}")
+            fid = int(meta["frame_id"])
             start, end = finite_float(meta, KEY_TX_START), finite_float(meta, KEY_TX_END)
-        except PduError as e:
+            info = (
+                str(meta.get("modcod", "")),
+                start,
+                end,
+                int(meta.get("info_bits", 0)),
+                float(meta.get("modcod_rate_bps", 0.0)),
+            )
+            pdus = [(int(a), float(b), [int(f) for f in c]) for a, b, c in meta["pdus"]]
+        except (PduError, KeyError, TypeError, ValueError) as e:
             self.counters["bad_status"] += 1
             log.warning("bad status report dropped: %s", e)
             return
-        if meta.get(KEY_SRC) != self.src or seq not in self._sizes:
-            self.counters["foreign_status"] += 1
-            return
-        n = self._sizes.pop(seq)
-        if end > start and n > 0:  # calibrate the airtime model on the modem's own numbers
-            self._bit_s = 0.8 * self._bit_s + 0.2 * (end - start) / ((n + self._overhead) * 8)
-        out.append(TxReport(seq, start, end))
+        self._frames[fid] = info
+        # every frame starting before this one has been reported (frames are reported in order)
+        out.append(Horizon("status", start))
+        for seq, first, fids in pdus:
+            frames = tuple((f, *self._frames[f]) for f in fids if f in self._frames)
+            out.append(TxReport(seq, first, end, start, frames))  # type: ignore[arg-type]
+            for f in fids[:-1]:
+                self._frames.pop(f, None)
+        if len(self._frames) > 4096:
+            self._frames.pop(next(iter(self._frames)))
 
-    def _on_feedback(self, buf: bytes, out: list[TxReport | Delivery]) -> None:
+    def _on_feedback(self, buf: bytes, out: list[TxReport | Delivery | Horizon]) -> None:
         try:
             meta, payload = decode_pdu(buf, MAX_PDU_BYTES)
+            if meta.get(KEY_CMD) == "safe":
+                out.append(Horizon("feedback", finite_float(meta, "t")))
+                return
             rx_end = finite_float(meta, KEY_RX_END)
         except PduError as e:
             self.counters["bad_feedback"] += 1
             log.warning("bad feedback PDU dropped: %s", e)
             return
-        prop = meta.get(KEY_PROP_DELAY_S)
-        if isinstance(prop, float) and math.isfinite(prop) and prop > 0:
-            self._prop = prop
         out.append(Delivery(payload, rx_end, meta))
 
     def request_stats(self) -> None:
@@ -190,14 +206,23 @@ def _serve_one(
     on_delivery: Callable[[dict[str, Any]], None] | None,
     counters: Counter[str],
     where: str,
-) -> None:
+) -> float | None:
+    """Handle one PDU from the uplink's ``out``; returns the safe time of a marker."""
     try:
         meta, payload = decode_pdu(buf, MAX_PDU_BYTES)
+        if meta.get(KEY_CMD) == "safe":
+            t = finite_float(meta, "t")
+            # Conservative synchronisation: every reply from now on answers a PDU with
+            # rx_end >= t, so promise the downlink that (docs/protocol.md §3).
+            push.send(encode_pdu({KEY_CMD: "advance", KEY_TX_TIME: t}, b""))
+            engine.safe_time_s = max(engine.safe_time_s, t)
+            counters["safe_markers"] += 1
+            return t
         rx_end = finite_float(meta, KEY_RX_END)
     except PduError as e:
         counters["bad_pdu"] += 1
         log.warning("dropped bad PDU on %s: %s", where, e)
-        return
+        return None
     if on_delivery is not None:
         on_delivery(meta)
     for reply in engine.handle(payload, rx_end):
@@ -205,6 +230,7 @@ def _serve_one(
         if isinstance(meta.get(KEY_SRC), str):
             meta_out["dst"] = meta[KEY_SRC]
         push.send(encode_pdu(meta_out, encode(reply)))
+    return None
 
 
 def serve_receiver(
@@ -222,10 +248,12 @@ def serve_receiver(
     """Run the receiver until ``stop`` is set; returns its counters.
 
     ``on_delivery`` is called with the metadata of every valid delivered PDU (the emulator's
-    link record of that burst: times, SNR, elevation, Doppler, modulation, ...).
+    link record of that frame: times, SNR, elevation, Doppler, MODCOD, ...).
 
     Every PDU from ``uplink_out`` is decoded and validated (bad PDUs are counted and dropped);
     replies are pushed to ``downlink_in`` with ``tx_time`` = the triggering PDU's ``rx_end``.
+    The uplink's safe-time markers are forwarded as promises to the downlink, in order, after
+    everything delivered before them was handled; ``engine.safe_time_s`` is the latest.
     """
     ctx = ctx or zmq.Context.instance()
     stop = stop or threading.Event()
@@ -247,15 +275,14 @@ def serve_receiver(
         while not stop.is_set():
             events = dict(poller.poll(100))
             if drain is not None and drain in events:
-                drain.recv()
+                while drain.poll(0):
+                    drain.recv()
             if pull in events:
                 buf = pull.recv()
                 handled += 1
                 try:
                     _serve_one(engine, buf, push, seq, node_id, on_delivery, counters, uplink_out)
                 finally:
-                    # Counted once the PDU is fully handled (committed, replied): the
-                    # satellite's barrier compares this with the emulator's delivered count.
                     counters["pdu_handled"] += 1
                 if max_messages is not None and handled >= max_messages:
                     break
@@ -270,47 +297,52 @@ def serve_receiver(
 
 
 class LinkMux:
-    """Several concurrent transfers over one :class:`EmulatorSenderLink`.
+    """Several transfers, one after another or interleaved, over one
+    :class:`EmulatorSenderLink`.
 
     Each transfer gets a view (:meth:`view`) that behaves as a whole
-    :class:`nodes.sender.SenderLink`; status reports are routed by sequence number and feedback
-    by transfer id, so one transfer never consumes another's events.
+    :class:`nodes.sender.SenderLink`: reports are routed by sequence number, feedback by
+    transfer id, and the link's horizons go to every view. Promises are the link's: a view's
+    promise never lowers what another promised.
     """
 
     def __init__(self, link: EmulatorSenderLink) -> None:
         self.link = link
         self._owner: dict[int, bytes] = {}
-        self._queues: dict[bytes, list[TxReport | Delivery]] = {}
+        self._queues: dict[bytes, list[TxReport | Delivery | Horizon]] = {}
+        self.fb_horizon_s = -math.inf
+        self.status_horizon_s = -math.inf
 
-    def barrier(self, timeout_s: float = 60.0) -> int | None:
-        """Wait until the emulator has no burst of this uplink in flight.
-
-        Returns the number of PDUs the emulator has delivered on the link's ``out`` so far
-        (``out_sent``), or None on timeout. A receiver that has handled that many PDUs has
-        seen everything this sender's bursts will ever deliver — the satellite's barrier
-        before it decides what had arrived by an aggregation time.
-        """
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            self.link.request_stats()
-            ask_end = time.monotonic() + 2.0
-            while self.link.last_stats is None and time.monotonic() < ask_end:
-                self._pump(0.05)
-            st = self.link.last_stats
-            if st is not None and int(st.get("in_flight", 1)) == 0:
-                return int(st.get("out_sent", 0))
-            time.sleep(0.05)
-        log.warning("emulator still had bursts in flight after %.0f s", timeout_s)
-        return None
+    @property
+    def promised_s(self) -> float:
+        """The latest promise sent on the link [emulated s]."""
+        return self.link.promised_s
 
     def view(self, tid: bytes) -> _MuxView:
-        self._queues.setdefault(tid, [])
+        q = self._queues.setdefault(tid, [])
+        if math.isfinite(self.fb_horizon_s):
+            q.append(Horizon("feedback", self.fb_horizon_s))
+        if math.isfinite(self.status_horizon_s):
+            q.append(Horizon("status", self.status_horizon_s))
         return _MuxView(self, tid)
 
-    def _pump(self, wall_timeout_s: float) -> None:
+    def close_view(self, tid: bytes) -> None:
+        """Forget a finished transfer's queue."""
+        self._queues.pop(tid, None)
+
+    def _pump(self, wall_timeout_s: float) -> bool:
         from nodes.wire import HEADER_SIZE
 
-        for ev in self.link.poll(wall_timeout_s):
+        evs = self.link.poll(wall_timeout_s)
+        for ev in evs:
+            if isinstance(ev, Horizon):
+                if ev.kind == "feedback":
+                    self.fb_horizon_s = max(self.fb_horizon_s, ev.t_s)
+                else:
+                    self.status_horizon_s = max(self.status_horizon_s, ev.t_s)
+                for q in self._queues.values():
+                    q.append(ev)
+                continue
             if isinstance(ev, TxReport):
                 tid = self._owner.pop(ev.seq, None)
             else:
@@ -319,6 +351,21 @@ class LinkMux:
                 self._queues[tid].append(ev)  # type: ignore[index]
             else:
                 self.link.counters["unrouted_event"] += 1
+        return bool(evs)
+
+    def wait_safe(self, t_s: float, timeout_wall_s: float = 120.0) -> None:
+        """Promise ``t_s`` and wait until the downlink's feedback horizon passes it: then
+        every consequence of this link's PDUs up to ``t_s`` has been handled by the
+        receiver (its safe time is beyond ``t_s``)."""
+        self.link.advance(t_s)
+        end = time.monotonic() + timeout_wall_s
+        while self.fb_horizon_s <= t_s:
+            if time.monotonic() > end:
+                raise TimeoutError(
+                    f"the link's feedback horizon stayed at {self.fb_horizon_s:.3f} s, below "
+                    f"{t_s:.3f} s, for {timeout_wall_s:g} s (wall); is the receiver running?"
+                )
+            self._pump(0.2)
 
 
 class _MuxView:
@@ -331,7 +378,10 @@ class _MuxView:
         self.mux._owner[seq] = self.tid
         return seq
 
-    def poll(self, wall_timeout_s: float) -> list[TxReport | Delivery]:
+    def advance(self, t_s: float) -> None:
+        self.mux.link.advance(t_s)
+
+    def poll(self, wall_timeout_s: float) -> list[TxReport | Delivery | Horizon]:
         q = self.mux._queues[self.tid]
         end = time.monotonic() + wall_timeout_s
         while not q:
@@ -341,9 +391,3 @@ class _MuxView:
                 break
         out, q[:] = list(q), []
         return out
-
-    def airtime_s(self, nbytes: int) -> float:
-        return self.mux.link.airtime_s(nbytes)
-
-    def rtt_estimate_s(self) -> float:
-        return self.mux.link.rtt_estimate_s()

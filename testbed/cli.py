@@ -14,7 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from testbed.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, UserError
+from testbed.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    EmulatorConfigError,
+    UserError,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -71,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"testbed: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except EmulatorConfigError as exc:
+        print(f"testbed: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("testbed: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -368,16 +368,18 @@ def _replay_cluster(
     gives under the replay [s])
     """
     from channel import time_to_deliver_s
-    from nodes.payload import manifest_for, new_transfer_id
-    from nodes.sender import SenderConfig, SenderDriver, SenderEngine, TransferError
+    from nodes.link_profile import capacity_fields, sender_config
+    from nodes.payload import derived_transfer_id, manifest_for
+    from nodes.sender import SenderDriver, SenderEngine, TransferError
     from nodes.wire import Manifest
     from nodes.zmq_link import EmulatorSenderLink, LinkEndpoints, LinkMux
     from testbed.schedule import run_geometry
 
     up = LinkEndpoints(*scn.link_endpoints(cid, emu.token))
     down = LinkEndpoints(*scn.link_endpoints(f"{cid}-down", emu.token))
-    bitrate = scn.link.nominal_bitrate_bps
-    link = EmulatorSenderLink(up, down, src=cid, bitrate_bps=bitrate)
+    link = EmulatorSenderLink(up, down, src=cid)
+    lc = scn.uplink_config(cid, emu.token)
+    scfg = sender_config(lc, fragment_size=scn.link.fragment_size)
     mux = LinkMux(link)
     geo = run_geometry(scn, cid, windows)
     wins = windows[cid]
@@ -470,11 +472,11 @@ def _replay_cluster(
                     name=p.name,
                     created_s=t,
                 )
-                tid = new_transfer_id()
+                tid = derived_transfer_id(m, scn.seed)
                 drv = SenderDriver(
                     SenderEngine(tid, m, data),
                     mux.view(tid),
-                    SenderConfig(),
+                    scfg,
                     windows=wins,
                     start_s=t,
                 )
@@ -516,6 +518,7 @@ def _replay_cluster(
         ):
             r["status"] = "cancelled"
         r["predicted_shannon_s"] = time_to_deliver_s(geo, r["first_tx_s"], r["size_bytes"])
+        r.update(capacity_fields(r, geo, lc))
         p = o.payload
         out.append(
             {

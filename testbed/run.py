@@ -15,7 +15,6 @@ orchestrator (parent-death signal), so none is orphaned.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import EXIT_CHILD_FAILED, UserError
+from testbed.procs import die_with_parent
 
 __all__ = ["ChildFailedError", "prepare_run_dir", "run_algorithm", "run_scenario"]
 
@@ -40,13 +40,6 @@ class ChildFailedError(UserError):
     """A child process of the run failed; the message names it and its log."""
 
     exit_code = EXIT_CHILD_FAILED
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def prepare_run_dir(scn: Any, sub: Path, token: str) -> None:
@@ -76,7 +69,7 @@ class _Children:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         f.close()
         self.procs[name] = (p, logfile)
@@ -132,31 +125,9 @@ def _show(alg: str, prog: dict[str, Any]) -> str:
     )
 
 
-def doppler_warning(scn: Any) -> str | None:
-    """A warning when the carrier Doppler exceeds the receiver's acquisition range.
-
-    The burst receiver's coarse frequency estimate covers ±R_s/2 (docs/emulator.md); an
-    orbit pass at 600 km shows |f_d| up to v/λ (≈ 44 kHz at 2 GHz). Without pre-compensation
-    a narrower modem loses every frame — physically right, but worth saying up front.
-    """
-    if scn.schedule.mode != "orbit" or scn.link.doppler_precomp != "none":
-        return None
-    fd = scn.link_geometry(scn.clusters[0].id).max_doppler_hz()
-    if fd <= scn.link.symbol_rate_hz / 2:
-        return None
-    return (
-        f'link.doppler_precomp = "none": the carrier Doppler reaches ±{fd / 1e3:.0f} kHz '
-        f"but the receiver acquires only ±{scn.link.symbol_rate_hz / 2e3:g} kHz "
-        f'(R_s/2); expect most frames to be lost (set doppler_precomp = "residual")'
-    )
-
-
 def run_algorithm(scn: Any, sub: Path, verbose: int = 0, out=sys.stderr) -> None:
     """Run one algorithm's processes to completion (raises on failure)."""
     token = secrets.token_hex(4)
-    warn = doppler_warning(scn)
-    if warn:
-        out.write(f"testbed: warning: {warn}\n")
     prepare_run_dir(scn, sub, token)
     v = ["-v"] * max(1, verbose)
     kids = _Children()
@@ -220,6 +191,23 @@ def run_algorithm(scn: Any, sub: Path, verbose: int = 0, out=sys.stderr) -> None
                     raise ChildFailedError(f"{name} exited with status {p.returncode}; see {lf}")
     finally:
         kids.stop_all()
+        _remove_ipc_files(scn, token)
+
+
+def _remove_ipc_files(scn: Any, token: str) -> None:
+    """Remove the run's ``ipc://`` socket files that a killed process could not unlink."""
+    addrs = [scn.control_endpoint(token)]
+    for c in scn.clusters:
+        for lid in (c.id, f"{c.id}-down"):
+            addrs.extend(scn.link_endpoints(lid, token))
+    for a in addrs:
+        if a.startswith("ipc://"):
+            path = Path(a[len("ipc://") :])
+            try:
+                if path.is_socket():
+                    path.unlink()
+            except OSError as e:
+                log.warning("could not remove %s: %s", path, e)
 
 
 def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from channel import (
 from channel.link_budget import LinkBudgetError
 from flowgraphs.config import LinkConfig
 from testbed.errors import ConfigError
-from testbed.fl.config import ALGORITHMS, FLConfig
+from testbed.fl.config import ALGORITHMS, MAX_THREADS, FLConfig
 
 __all__ = [
     "AlgorithmSpec",
@@ -57,7 +57,6 @@ __all__ = [
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_MODULATIONS = ("bpsk", "qpsk", "8psk", "16qam", "adaptive")
 _PRECOMP = ("none", "full", "residual")
 _LC = {f.name: f.default for f in fields(LinkConfig)}
 _FL = FLConfig()
@@ -67,6 +66,7 @@ _FL_SET_ELSEWHERE = {
     "devices_per_cluster": "cluster.devices",
     "seed": "scenario.seed",
     "target_accuracy": "algorithm.target_accuracy",
+    "threads": "model.threads",
 }
 #: Endpoint ports used per cluster with a tcp:// prefix (uplink in/out/status, downlink ...).
 _PORTS_PER_CLUSTER = 6
@@ -102,35 +102,69 @@ class OrbitSpec:
 class LinkSpec:
     """``[link]``: the link budget (any :class:`channel.LinkParams` field) and the modem.
 
+    The modem keys are the emulator's (:mod:`flowgraphs.config`), validated by the same code.
+
     Attributes
     ----------
-    params : link budget (carrier, bandwidth, powers, gains, noise figure, K, θ_min, ...)
-    modulation : bpsk | qpsk | 8psk | 16qam | adaptive
-    sample_rate_hz : emulator sample rate f_s [Hz]
-    symbol_rate_hz : symbol rate R_s [Hz]; f_s / R_s is an integer ≥ 2
-    rolloff : RRC roll-off α (0.05…1)
-    fading_max_doppler_hz : maximum Doppler f_D of the diffuse multipath [Hz] (0 = no fading)
-    doppler_precomp : none | full | residual (ground pre-compensation of the carrier Doppler)
+    params : link budget (carrier, bandwidth B, powers, gains, noise figure, K, θ_min, ...)
+    modcod : ``acm`` (per frame, from the predicted Es/N0) or a MODCOD name (e.g. ``qpsk-1/2``)
+    acm_margin_db : ACM margin [dB]
+    acm_prediction : predict (link budget + orbit) | feedback (SNR reports) | genie
+    acm_feedback_delay_s : age of the SNR report with ``feedback`` [s]
+    rolloff : RRC roll-off α (0.05, 0.10, 0.20, 0.25, 0.35)
+    symbol_rate_hz : R_s [Hz]; 0 = B/(1+α)
+    sample_rate_hz : emulator f_s [Hz]; 0 = B
+    pilot_spacing : data symbols between pilot blocks; 0 = the modem's rule
+    fading_max_doppler_hz : f_D of the diffuse multipath [Hz] (0 = no fading)
+    doppler_precomp : none | full | residual (orbit-predicted pre-compensation)
     residual_hz : pre-compensation error with ``residual`` [Hz]
+    max_iterations : LDPC decoder iterations at most
     fragment_size : payload transfer fragment size [bytes] (64…8192)
     """
 
     params: LinkParams = field(default_factory=LinkParams)
-    modulation: str = _LC["modulation"]
-    sample_rate_hz: float = _LC["sample_rate_hz"]
-    symbol_rate_hz: float = _LC["symbol_rate_hz"]
+    modcod: str = _LC["modcod"]
+    acm_margin_db: float = _LC["acm_margin_db"]
+    acm_prediction: str = _LC["acm_prediction"]
+    acm_feedback_delay_s: float = _LC["acm_feedback_delay_s"]
     rolloff: float = _LC["rolloff"]
+    symbol_rate_hz: float = 0.0
+    sample_rate_hz: float = 0.0
+    pilot_spacing: int = 0
     fading_max_doppler_hz: float = _LC["fading_max_doppler_hz"]
     doppler_precomp: str = _LC["doppler_precomp"]
     residual_hz: float = _LC["residual_hz"]
+    max_iterations: int = _LC["max_iterations"]
     fragment_size: int = 1024
+
+    def modem_table(self) -> dict[str, Any]:
+        """The emulator ``[[link]]`` keys of this modem (derived rates left to the emulator)."""
+        t: dict[str, Any] = {
+            "modcod": self.modcod,
+            "acm_margin_db": self.acm_margin_db,
+            "acm_prediction": self.acm_prediction,
+            "acm_feedback_delay_s": self.acm_feedback_delay_s,
+            "rolloff": self.rolloff,
+            "pilot_spacing": self.pilot_spacing,
+            "fading_max_doppler_hz": self.fading_max_doppler_hz,
+            "doppler_precomp": self.doppler_precomp,
+            "residual_hz": self.residual_hz,
+            "max_iterations": self.max_iterations,
+        }
+        if self.symbol_rate_hz > 0:
+            t["symbol_rate_hz"] = self.symbol_rate_hz
+        if self.sample_rate_hz > 0:
+            t["sample_rate_hz"] = self.sample_rate_hz
+        return t
 
     @property
     def nominal_bitrate_bps(self) -> float:
-        """Modem bit rate R_s · log2(M) [bit/s] (adaptive counted as QPSK)."""
-        from flowgraphs.frame import BITS_PER_SYMBOL
+        """The rate downloads (over the control channel) are charged at [bit/s]: QPSK 1/2
+        at the link's symbol rate, framing included (≈ 0.95 bit per symbol)."""
+        from flowgraphs.modcod import by_name
 
-        return self.symbol_rate_hz * BITS_PER_SYMBOL.get(self.modulation, 2)
+        rs = self.symbol_rate_hz or self.params.bandwidth_hz / (1 + self.rolloff)
+        return rs * by_name("qpsk-1/2").bits_per_data_symbol * 0.965
 
 
 @dataclass(frozen=True)
@@ -200,10 +234,13 @@ class ModelSpec:
     path : ``""`` for the embedded default model, else an absolute checkpoint directory (in the
         file: relative to the scenario file)
     device : auto | cpu | cuda
+    threads : torch intra-op threads of every node process that trains or evaluates
+        (1…256); see docs/learning.md, *Determinism*
     """
 
     path: str = ""
     device: str = "auto"
+    threads: int = _FL.threads
 
 
 @dataclass(frozen=True)
@@ -425,14 +462,15 @@ class Scenario:
         """The :class:`FLConfig` of this scenario.
 
         ``clusters`` is the number of clusters, ``devices_per_cluster`` the largest
-        ``cluster.devices``, ``seed`` and ``target_accuracy`` from the scenario, the rest from
-        ``[algorithm]`` (else FLConfig's defaults).
+        ``cluster.devices``, ``seed`` and ``target_accuracy`` from the scenario, ``threads``
+        from ``model.threads``, the rest from ``[algorithm]`` (else FLConfig's defaults).
         """
         return FLConfig(
             clusters=len(self.clusters),
             devices_per_cluster=max(c.devices for c in self.clusters),
             seed=self.seed,
             target_accuracy=self.algorithm.target_accuracy,
+            threads=self.model.threads,
             **self.algorithm.fl,
         )
 
@@ -456,6 +494,16 @@ class Scenario:
             base = port + _PORTS_PER_CLUSTER * i + (3 if down else 0)
             return tuple(f"tcp://{host}:{base + k}" for k in range(3))  # type: ignore[return-value]
         return tuple(f"{prefix}-{link_id}-{p}" for p in ("in", "out", "status"))  # type: ignore[return-value]
+
+    def uplink_config(self, cluster_id: str, run_token: str) -> Any:
+        """The emulator's :class:`flowgraphs.config.LinkConfig` of ``cluster_id``'s uplink, as
+        the run's emulator gets it (same orbit, site, budget, modem, seed, schedule)."""
+        from flowgraphs.config import parse_config
+        from testbed.schedule import cluster_windows
+
+        sched = cluster_windows(self) if self.schedule.mode == "ideal" else None
+        cfg = parse_config(tomllib.loads(self.emulator_config_toml(run_token, sched)), self.source)
+        return next(lc for lc in cfg.links if lc.id == cluster_id)
 
     def emulator_config_toml(
         self, run_token: str, schedule: dict[str, list[tuple[float, float]]] | None = None
@@ -490,14 +538,8 @@ class Scenario:
                     "in": ep[0],
                     "out": ep[1],
                     "status": ep[2],
-                    "modulation": lk.modulation,
-                    "sample_rate_hz": lk.sample_rate_hz,
-                    "symbol_rate_hz": lk.symbol_rate_hz,
-                    "rolloff": lk.rolloff,
                     "seed": self.seed + self.cluster_index(c.id),
-                    "fading_max_doppler_hz": lk.fading_max_doppler_hz,
-                    "doppler_precomp": lk.doppler_precomp,
-                    "residual_hz": lk.residual_hz,
+                    **lk.modem_table(),
                     "realtime": False,
                 }
                 out.append(_toml_table("link", top, array=True))
@@ -759,34 +801,47 @@ def _link(v: _V, d: dict[str, Any]) -> LinkSpec:
             except LinkBudgetError as e:
                 raise v.err(f"link.{k}", str(e)) from e
     dflt = LinkSpec()
-    fs = v.num("link.sample_rate_hz", d.get("sample_rate_hz", dflt.sample_rate_hz), 0, lo_open=True)
-    rs = v.num("link.symbol_rate_hz", d.get("symbol_rate_hz", dflt.symbol_rate_hz), 0, lo_open=True)
-    sps = fs / rs
-    if abs(sps - round(sps)) > 1e-9 or round(sps) < 2:
-        raise v.err(
-            "link.symbol_rate_hz",
-            f"sample_rate_hz/symbol_rate_hz = {sps:g}, must be an integer >= 2",
-        )
-    return LinkSpec(
+    spec = LinkSpec(
         params=params,
-        modulation=v.choice("link.modulation", d.get("modulation", dflt.modulation), _MODULATIONS),
-        sample_rate_hz=fs,
-        symbol_rate_hz=rs,
-        rolloff=v.num("link.rolloff", d.get("rolloff", dflt.rolloff), 0.05, 1.0),
+        modcod=d.get("modcod", dflt.modcod),
+        acm_margin_db=v.num("link.acm_margin_db", d.get("acm_margin_db", dflt.acm_margin_db)),
+        acm_prediction=d.get("acm_prediction", dflt.acm_prediction),
+        acm_feedback_delay_s=v.num(
+            "link.acm_feedback_delay_s", d.get("acm_feedback_delay_s", dflt.acm_feedback_delay_s), 0
+        ),
+        rolloff=v.num("link.rolloff", d.get("rolloff", dflt.rolloff)),
+        symbol_rate_hz=v.num("link.symbol_rate_hz", d.get("symbol_rate_hz", 0.0), 0),
+        sample_rate_hz=v.num("link.sample_rate_hz", d.get("sample_rate_hz", 0.0), 0),
+        pilot_spacing=v.int("link.pilot_spacing", d.get("pilot_spacing", 0), 0),
         fading_max_doppler_hz=v.num(
             "link.fading_max_doppler_hz",
             d.get("fading_max_doppler_hz", dflt.fading_max_doppler_hz),
             0.0,
-            fs / 2,
         ),
         doppler_precomp=v.choice(
             "link.doppler_precomp", d.get("doppler_precomp", dflt.doppler_precomp), _PRECOMP
         ),
         residual_hz=v.num("link.residual_hz", d.get("residual_hz", dflt.residual_hz)),
+        max_iterations=v.int(
+            "link.max_iterations", d.get("max_iterations", dflt.max_iterations), 1, 1000
+        ),
         fragment_size=v.int(
             "link.fragment_size", d.get("fragment_size", dflt.fragment_size), 64, 8192
         ),
     )
+    # the emulator's own validation, so an impossible α / R_s / f_s or an unknown MODCOD is a
+    # scenario error at load time, naming the key
+    from flowgraphs.config import parse_config as _emu_parse
+    from flowgraphs.errors import ConfigError as _EmuError
+
+    table = {"id": "check", **spec.modem_table(), "params": params.to_dict()}
+    try:
+        _emu_parse({"link": [table]}, "<scenario>")
+    except _EmuError as e:
+        msg = str(e)
+        key = msg.split("'check'.", 1)[1].split(":", 1)[0] if "'check'." in msg else "modcod"
+        raise v.err(f"link.{key.split('.')[-1]}", msg.split(": ", 2)[-1]) from e
+    return spec
 
 
 def _schedule(v: _V, d: dict[str, Any]) -> ScheduleSpec:
@@ -854,7 +909,7 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
 
 
 def _model(v: _V, d: dict[str, Any]) -> ModelSpec:
-    v.only("model", d, ("path", "device"))
+    v.only("model", d, ("path", "device", "threads"))
     raw = v.str("model.path", d.get("path", ""))
     path = ""
     if raw:
@@ -863,7 +918,8 @@ def _model(v: _V, d: dict[str, Any]) -> ModelSpec:
             raise v.err("model.path", f"no such checkpoint directory: {p}")
         path = str(p)
     device = v.choice("model.device", d.get("device", "auto"), ("auto", "cpu", "cuda"))
-    return ModelSpec(path=path, device=device)
+    threads = v.int("model.threads", d.get("threads", ModelSpec.threads), 1, MAX_THREADS)
+    return ModelSpec(path=path, device=device, threads=threads)
 
 
 def _endpoint(v: _V, key: str, value: Any) -> str:

@@ -5,28 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import ConfigError, UserError
+from testbed.procs import terminate_as_interrupt
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
-
-
-def _terminate_as_interrupt() -> None:
-    """SIGTERM ends a run like Ctrl-C: children stopped, run.json says interrupted."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _load(path: str, sets: list[str] | None = None) -> Any:
@@ -39,7 +30,7 @@ def _load(path: str, sets: list[str] | None = None) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from testbed.run import run_scenario
 
-    _terminate_as_interrupt()
+    terminate_as_interrupt()
     scn = _load(args.scenario, args.set)
     algs = args.algorithm or [scn.algorithm.name]
     for a in algs:
@@ -90,7 +81,7 @@ def _node(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from testbed.run import run_scenario
 
-    _terminate_as_interrupt()
+    terminate_as_interrupt()
     scn = _load("default")
     out = Path(args.out)
     w = sys.stdout.write

@@ -1,13 +1,16 @@
 """``testbed send`` and ``testbed receive``: reliable file transfer through the emulator.
 
 ``testbed receive --dir DIR`` runs a standalone receiver: PDUs from the uplink's ``out``
-endpoint, replies (NAKs, FINISHED) into the downlink's ``in``. Accepted payloads appear in
-``DIR/accepted/``; counters go to ``DIR/receiver_stats.json``.
+endpoint, replies (NAKs, FINISHED) and the forwarded safe times into the downlink's ``in``.
+Accepted payloads appear in ``DIR/accepted/``; counters go to ``DIR/receiver_stats.json``.
 
-``testbed send FILE`` pushes one file through the emulator (a running one, or one it starts
-together with a receiver) and prints the upload record. Links are named ``<link>`` (uplink)
-and ``<link>-down`` (feedback path), with the emulator's default endpoints
-``ipc:///tmp/satfl-<id>-{in,out,status}`` unless given.
+``testbed send FILE`` pushes one file through the emulator (a running one — ``testbed channel
+serve`` with no config serves ``c1`` and ``c1-down`` — or one it starts together with a
+receiver, ``--start-emulator``) and prints the upload record. Links are named ``<link>``
+(uplink) and ``<link>-down`` (feedback), with the emulator's default endpoints
+``ipc:///tmp/satfl-<id>-{in,out,status}`` unless given. The link settings (bandwidth,
+roll-off, MODCOD policy, orbit, seed, …) must be the running emulator's; ``send`` uses them
+for the contact windows, its timers and the capacities it compares the goodput with.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,11 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowgraphs.frame import BITS_PER_SYMBOL
 from testbed.commands.link import finite_number
 from testbed.errors import EXIT_RUNTIME, UserError
+from testbed.procs import die_with_parent, terminate_as_interrupt
 
-__all__ = ["register", "send_file"]
+__all__ = ["emulator_link_table", "register", "send_file", "standalone_link_config"]
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +91,71 @@ def _receive(args: argparse.Namespace) -> int:
     return 0
 
 
+def emulator_link_table(
+    link_id: str,
+    endpoints: Any,
+    seed: int,
+    args: argparse.Namespace | None = None,
+) -> dict[str, Any]:
+    """One ``[[link]]`` table for the standalone link (``send``'s settings or defaults)."""
+    a = args
+    t: dict[str, Any] = {
+        "id": link_id,
+        "in": endpoints.in_addr,
+        "out": endpoints.out_addr,
+        "status": endpoints.status_addr,
+        "seed": seed,
+    }
+    if a is not None:
+        t.update(
+            modcod=a.modcod,
+            acm_margin_db=a.acm_margin_db,
+            acm_prediction=a.acm_prediction,
+            rolloff=a.rolloff,
+            fading_max_doppler_hz=a.fading_max_doppler_hz,
+            doppler_precomp=a.doppler_precomp,
+            residual_hz=a.residual_hz,
+        )
+        if a.sample_rate_hz is not None:
+            t["sample_rate_hz"] = a.sample_rate_hz
+        t["params"] = {
+            "bandwidth_hz": a.bandwidth_hz,
+            "min_elevation_deg": a.min_elevation_deg,
+            "rician_k_db": a.rician_k_db,
+        }
+    return t
+
+
+def standalone_link_config(
+    link: str, args: argparse.Namespace | None, eps: dict[str, Any], seed: int = 1
+) -> Any:
+    """The emulator config of the standalone pair ``<link>`` + ``<link>-down``."""
+    from flowgraphs.config import parse_config
+
+    links = [
+        emulator_link_table(link, eps[link], seed, args),
+        emulator_link_table(f"{link}-down", eps[f"{link}-down"], seed + 1, args),
+    ]
+    return parse_config({"emulator": {"stats_interval_s": 0}, "link": links}, "<send>")
+
+
+def _toml(cfg_links: list[dict[str, Any]]) -> str:
+    lines = ["[emulator]", "stats_interval_s = 0", ""]
+    for t in cfg_links:
+        lines.append("[[link]]")
+        for k, v in t.items():
+            if k != "params":
+                lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("[link.params]")
+        for k, v in t.get("params", {}).items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def send_file(
     path: Path,
-    link: str,
+    lc: Any,
     sender: str,
     round_: int,
     fragment_size: int,
@@ -97,75 +163,58 @@ def send_file(
     windows: list[tuple[float, float]] | None,
     up: Any,
     down: Any,
-    bitrate_bps: float,
     deadline_s: float | None,
-    credit: int = 8,
-    geometry: Any = None,
+    credit: int = 32,
+    on_wait: Any = None,
 ) -> dict[str, Any]:
     """Send one file through the emulator; returns the upload record as a dict.
 
-    With ``geometry`` (the uplink's :class:`channel.LinkGeometry`), the record also holds
-    ``predicted_shannon_s``: the pass-integrated Shannon time for the same bytes from the
-    same first transmission (:func:`channel.time_to_deliver_s`).
+    ``lc`` is the uplink's :class:`flowgraphs.config.LinkConfig`: its geometry gives the
+    Shannon references (``predicted_shannon_s``, :func:`nodes.link_profile.capacity_fields`),
+    its modem settings the sender's timers.
     """
-    from nodes.payload import manifest_for, new_transfer_id
-    from nodes.sender import SenderConfig, SenderDriver, SenderEngine
+    from channel import time_to_deliver_s
+    from nodes.link_profile import capacity_fields, sender_config
+    from nodes.payload import derived_transfer_id, manifest_for
+    from nodes.sender import SenderDriver, SenderEngine
     from nodes.zmq_link import EmulatorSenderLink
 
     data = path.read_bytes()
     m = manifest_for(data, sender, round_, fragment_size, name=path.name, created_s=start_s)
-    link_obj = EmulatorSenderLink(up, down, src=sender, bitrate_bps=bitrate_bps)
+    link_obj = EmulatorSenderLink(up, down, src=sender)
+    geo = lc.geometry()
     try:
         drv = SenderDriver(
-            SenderEngine(new_transfer_id(), m, data),
+            SenderEngine(derived_transfer_id(m), m, data),
             link_obj,
-            SenderConfig(credit=credit),
+            sender_config(lc, credit=credit, fragment_size=fragment_size),
             windows=windows,
             start_s=start_s,
+            on_wait=on_wait,
         )
         rec = drv.run(deadline_s=deadline_s).to_dict()
+        # tell the emulator nothing more comes (frames waiting for a promise go out)
+        link_obj.advance(max(drv.now, rec["first_tx_s"]) + 1.0)
     finally:
         link_obj.close()
-    rec["link"] = link
-    if geometry is not None:
-        from channel import time_to_deliver_s
-
-        rec["predicted_shannon_s"] = time_to_deliver_s(geometry, rec["first_tx_s"], len(data))
+    rec["link"] = lc.id
+    rec["predicted_shannon_s"] = time_to_deliver_s(geo, rec["first_tx_s"], len(data))
+    rec.update(capacity_fields(rec, geo, lc))
     return rec
 
 
-def _emulator_config(link: str, args: argparse.Namespace, eps: dict[str, Any]) -> str:
-    lines = ["[emulator]", "stats_interval_s = 0", ""]
-    for lid in (link, f"{link}-down"):
-        e = eps[lid]
-        lines += [
-            "[[link]]",
-            f'id = "{lid}"',
-            f'in = "{e.in_addr}"',
-            f'out = "{e.out_addr}"',
-            f'status = "{e.status_addr}"',
-            f'modulation = "{args.modulation}"',
-            f"sample_rate_hz = {args.sample_rate_hz}",
-            f"symbol_rate_hz = {args.symbol_rate_hz}",
-            f"seed = {args.seed + (lid != link)}",
-            f"fading_max_doppler_hz = {args.fading_max_doppler_hz}",
-            "",
-            "[link.params]",
-            f"min_elevation_deg = {args.min_elevation_deg}",
-            f"rician_k_db = {args.rician_k_db}",
-            "",
-        ]
-    return "\n".join(lines)
-
-
 def _wait_for_emulator(
-    proc: subprocess.Popen, addrs: list[str], log: Path, timeout_s: float
+    proc: subprocess.Popen, addrs: list[str], log_path: Path, timeout_s: float
 ) -> None:
     """Until the emulator has bound ``addrs`` (fresh ipc paths: their files appear on bind)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         if proc.poll() is not None:
-            err = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+            err = (
+                log_path.read_text(errors="replace").strip().splitlines()
+                if log_path.exists()
+                else []
+            )
             raise UserError(
                 f"the emulator exited with status {proc.returncode}: "
                 f"{err[-1] if err else 'no message'}"
@@ -173,7 +222,7 @@ def _wait_for_emulator(
         if all(Path(a[len("ipc://") :]).exists() for a in addrs):
             return
         time.sleep(0.2)
-    raise UserError(f"the emulator did not come up within {timeout_s:g} s; see {log}")
+    raise UserError(f"the emulator did not come up within {timeout_s:g} s; see {log_path}")
 
 
 def _check_endpoints(args: argparse.Namespace) -> None:
@@ -188,51 +237,47 @@ def _send(args: argparse.Namespace) -> int:
     import zmq
 
     from channel import WindowError
+    from flowgraphs.errors import ConfigError
     from nodes.sender import TransferError
     from nodes.wire import WireError
 
     _check_endpoints(args)
+    terminate_as_interrupt()  # SIGTERM: children stopped, temporary directory removed
     try:
         return _send_impl(args)
-    except (WireError, WindowError) as e:
+    except (WireError, WindowError, ConfigError) as e:
         raise UserError(str(e)) from e
     except zmq.ZMQError as e:
         raise UserError(f"ZeroMQ: {e}") from e
     except TransferError as e:
         raise UserError(
-            f"{e}: is `testbed channel serve` running with links {args.link!r} "
-            f"and {args.link}-down, and a receiver?"
+            f"{e} (links {args.link!r} and {args.link}-down: start `testbed channel serve` "
+            "and `testbed receive --dir DIR`, or use --start-emulator)"
         ) from e
 
 
 def _send_impl(args: argparse.Namespace) -> int:
-    from channel import contact_windows, default_link_geometry
+    from channel import contact_windows
+    from nodes.zmq_link import LinkEndpoints
 
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
     if not 64 <= args.fragment_size <= 8192:
         raise UserError(f"--fragment-size must be in 64..8192, got {args.fragment_size}")
-    from channel import LinkBudgetError, LinkGeometry
-
-    base = default_link_geometry()
-    try:
-        params = base.params.with_updates(
-            min_elevation_deg=args.min_elevation_deg, rician_k_db=args.rician_k_db
-        )
-    except LinkBudgetError as e:
-        raise UserError(str(e)) from e
-    # The geometry the self-started emulator builds for this uplink (same params and seed).
-    geo = LinkGeometry(base.orbit, base.site, params, seed=args.seed)
+    up = _endpoints(args.link, args, "up")
+    down = _endpoints(f"{args.link}-down", args, "down")
+    eps = {args.link: up, f"{args.link}-down": down}
+    cfg = standalone_link_config(args.link, args, eps, args.seed)
+    lc = cfg.links[0]
+    geo = lc.geometry()
     ws = contact_windows(
-        geo.orbit, geo.site, 0.0, args.horizon_h * 3600.0, params.min_elevation_deg
+        geo.orbit, geo.site, 0.0, args.horizon_h * 3600.0, lc.params.min_elevation_deg
     )
     windows = [(w.aos_s, w.los_s) for w in ws]
     if not windows:
         raise UserError("no contact window in the horizon; raise --horizon-h")
     start = windows[0][0] if args.start_s is None else args.start_s
-    up = _endpoints(args.link, args, "up")
-    down = _endpoints(f"{args.link}-down", args, "down")
     procs: list[subprocess.Popen] = []
     tmpdir = None
     try:
@@ -240,15 +285,20 @@ def _send_impl(args: argparse.Namespace) -> int:
             # Endpoints unique to this invocation: no collision with a running emulator,
             # another send, or socket files a killed process left behind.
             tmpdir = tempfile.mkdtemp(prefix="satfl-send-")
-            from nodes.zmq_link import LinkEndpoints
-
             eps = {
                 lid: LinkEndpoints(*(f"ipc://{tmpdir}/{lid}-{k}" for k in ("in", "out", "status")))
                 for lid in (args.link, f"{args.link}-down")
             }
             up, down = eps[args.link], eps[f"{args.link}-down"]
-            cfg = Path(tmpdir) / "emulator.toml"
-            cfg.write_text(_emulator_config(args.link, args, eps))
+            cfg_path = Path(tmpdir) / "emulator.toml"
+            cfg_path.write_text(
+                _toml(
+                    [
+                        emulator_link_table(args.link, up, args.seed, args),
+                        emulator_link_table(f"{args.link}-down", down, args.seed + 1, args),
+                    ]
+                )
+            )
             log_path = Path(tmpdir) / "emulator.log"
             with open(log_path, "wb") as logf:
                 procs.append(
@@ -260,10 +310,11 @@ def _send_impl(args: argparse.Namespace) -> int:
                             "channel",
                             "serve",
                             "--config",
-                            str(cfg),
+                            str(cfg_path),
                         ],
                         stdout=logf,
                         stderr=subprocess.STDOUT,
+                        preexec_fn=die_with_parent,
                     )
                 )
             _wait_for_emulator(procs[0], [e.in_addr for e in eps.values()], log_path, 60.0)
@@ -288,12 +339,22 @@ def _send_impl(args: argparse.Namespace) -> int:
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
                 )
             )
-        bitrate = args.symbol_rate_hz * BITS_PER_SYMBOL.get(args.modulation, 2)
+
+        def on_wait(t_from: float, aos: float) -> None:
+            if not args.json:
+                sys.stderr.write(
+                    f"send: outside a contact window at t = {t_from:.1f} s; "
+                    f"waiting for AOS at t = {aos:.1f} s (emulated)\n"
+                )
+
+        if not args.json and start < windows[0][0] + 1e-9 and args.start_s is None:
+            sys.stderr.write(f"send: first AOS at t = {start:.1f} s (emulated); sending\n")
         rec = send_file(
             path,
-            args.link,
+            lc,
             args.sender,
             args.round,
             args.fragment_size,
@@ -301,9 +362,9 @@ def _send_impl(args: argparse.Namespace) -> int:
             windows,
             up,
             down,
-            bitrate,
             args.deadline_s,
-            geometry=geo,
+            credit=args.credit,
+            on_wait=on_wait,
         )
     finally:
         for p in reversed(procs):
@@ -313,21 +374,43 @@ def _send_impl(args: argparse.Namespace) -> int:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+        if tmpdir is not None:  # sockets, config, log and the default receiver directory
+            shutil.rmtree(tmpdir, ignore_errors=True)
     if args.records:
         with open(args.records, "a") as f:
             f.write(json.dumps(rec) + "\n")
     if args.json:
         sys.stdout.write(json.dumps(rec, indent=2) + "\n")
     else:
-        up_t = rec["upload_time_s"]
-        sys.stdout.write(
-            f"{rec['status']}: {rec['size_bytes']} B in "
-            f"{'n/a' if up_t is None else f'{up_t:.3f} s'} emulated "
-            f"({rec['wall_s']:.2f} s wall), {rec['passes_used']} pass(es), "
-            f"{rec['fragments_sent']} fragments sent ({rec['fragments_retransmitted']} resent); "
-            f"Shannon prediction {_fmt_s(rec.get('predicted_shannon_s'))}\n"
-        )
+        sys.stdout.write(_summary(rec))
     return 0 if rec["status"] == "accepted" else EXIT_RUNTIME
+
+
+def _summary(rec: dict[str, Any]) -> str:
+    up_t = rec["upload_time_s"]
+    lines = [
+        f"{rec['status']}: {rec['size_bytes']} B in "
+        f"{'n/a' if up_t is None else f'{up_t:.3f} s'} emulated ({rec['wall_s']:.2f} s wall), "
+        f"{rec['passes_used']} pass(es), {rec['frames']} frames, "
+        f"{rec['fragments_sent']} fragments sent ({rec['fragments_retransmitted']} resent)"
+    ]
+    if rec.get("shannon_bps"):
+        lines.append(
+            f"goodput {_mbps(rec.get('goodput_bps'))} · MODCODs could carry "
+            f"{_mbps(rec.get('modcod_rate_bps'))} · Shannon occupied band "
+            f"{_mbps(rec.get('occupied_shannon_bps'))} · Shannon {rec['bandwidth_hz'] / 1e6:g} MHz "
+            f"{_mbps(rec.get('shannon_bps'))} → efficiency {rec['efficiency_vs_shannon']:.3f}"
+        )
+    if rec.get("modcods"):
+        mods = ", ".join(f"{k} ×{v}" for k, v in sorted(rec["modcods"].items()))
+        lines.append(f"MODCODs: {mods}")
+    lines.append(f"Shannon prediction {_fmt_s(rec.get('predicted_shannon_s'))}")
+    return "\n".join(lines) + "\n"
+
+
+def _mbps(v: float | None) -> str:
+    return "n/a" if v is None else f"{v / 1e6:.3f} Mbit/s"
 
 
 def _positive(text: str) -> float:
@@ -347,6 +430,13 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _credit(text: str) -> int:
+    v = _nonneg_int(text)
+    if not 1 <= v <= 48:
+        raise argparse.ArgumentTypeError(f"must be in 1..48, got {text!r}")
+    return v
+
+
 def _fmt_s(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f} s"
 
@@ -356,6 +446,39 @@ def _add_endpoint_args(p: argparse.ArgumentParser) -> None:
     for d in ("up", "down"):
         for k in ("in", "out", "status"):
             g.add_argument(f"--{d}-{k}", dest=f"{d}_{k}", metavar="ADDR")
+
+
+def _add_link_args(p: argparse.ArgumentParser) -> None:
+    from flowgraphs.config import (
+        DEFAULT_FADING_DOPPLER_HZ,
+        DEFAULT_RESIDUAL_HZ,
+        DEFAULT_ROLLOFF,
+        ROLLOFFS,
+    )
+
+    g = p.add_argument_group(
+        "link (the emulator's settings; --start-emulator starts one with them)"
+    )
+    g.add_argument("--bandwidth-hz", type=_positive, default=5.0e6, help="sub-channel B [Hz]")
+    g.add_argument(
+        "--rolloff", type=float, choices=ROLLOFFS, default=DEFAULT_ROLLOFF, help="RRC roll-off α"
+    )
+    g.add_argument("--sample-rate-hz", type=_positive, help="emulator f_s (default B)")
+    g.add_argument("--modcod", default="acm", help="'acm' or a MODCOD name, e.g. qpsk-1/2")
+    g.add_argument("--acm-margin-db", type=finite_number, default=1.0)
+    g.add_argument(
+        "--acm-prediction",
+        choices=("feedback", "predict", "genie"),
+        default="feedback",
+        help="what ACM chooses from: receiver SNR reports (closed loop, default), the link "
+        "budget alone (open loop), or the realised SNR (upper bound)",
+    )
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--fading-max-doppler-hz", type=finite_number, default=DEFAULT_FADING_DOPPLER_HZ)
+    g.add_argument("--doppler-precomp", choices=("none", "full", "residual"), default="residual")
+    g.add_argument("--residual-hz", type=finite_number, default=DEFAULT_RESIDUAL_HZ)
+    g.add_argument("--min-elevation-deg", type=finite_number, default=10.0)
+    g.add_argument("--rician-k-db", type=finite_number, default=10.0)
 
 
 def register(sub: Any) -> None:
@@ -381,9 +504,10 @@ def register(sub: Any) -> None:
     s.add_argument("--link", default="c1")
     s.add_argument("--sender", default="c1", help="sender id in the manifest")
     s.add_argument("--round", type=_nonneg_int, default=0)
-    s.add_argument("--fragment-size", type=int, default=1024, help="payload bytes per frame")
+    s.add_argument("--fragment-size", type=int, default=1024, help="payload bytes per fragment")
+    s.add_argument("--credit", type=_credit, default=32, help="PDUs in the modem at most")
     s.add_argument("--start-s", type=finite_number, help="emulated start (default: first AOS)")
-    s.add_argument("--deadline-s", type=float, help="give up at this emulated time")
+    s.add_argument("--deadline-s", type=finite_number, help="give up at this emulated time")
     s.add_argument("--horizon-h", type=_positive, default=24.0, help="contact windows to use [h]")
     s.add_argument(
         "--start-emulator",
@@ -393,13 +517,6 @@ def register(sub: Any) -> None:
     s.add_argument("--receiver-dir", help="receiver directory (with --start-emulator)")
     s.add_argument("--records", help="append the upload record (JSON line) to this file")
     s.add_argument("--json", action="store_true")
-    g = s.add_argument_group("self-started emulator")
-    g.add_argument("--modulation", default="qpsk", choices=("bpsk", "qpsk", "8psk", "16qam"))
-    g.add_argument("--sample-rate-hz", type=_positive, default=1.0e6)
-    g.add_argument("--symbol-rate-hz", type=_positive, default=250.0e3)
-    g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--fading-max-doppler-hz", type=float, default=100.0)
-    g.add_argument("--min-elevation-deg", type=float, default=10.0)
-    g.add_argument("--rician-k-db", type=float, default=10.0)
+    _add_link_args(s)
     _add_endpoint_args(s)
     s.set_defaults(func=_send)

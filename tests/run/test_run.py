@@ -22,9 +22,9 @@ name = "{name}"
 seed = 0
 
 [link]
-modulation = "qpsk"
-sample_rate_hz = 200000.0
-symbol_rate_hz = 50000.0
+bandwidth_hz = 62500.0
+rolloff = 0.25
+modcod = "qpsk-8/9"
 fading_max_doppler_hz = 20.0
 
 [schedule]
@@ -85,11 +85,19 @@ def _run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
     )
 
 
-def test_short_scenario_end_to_end_through_the_emulator(tmp_path):
-    scn = _scenario(tmp_path, algorithm="emsfl", cycles=2)
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """One short EMS-FL run (2 cycles, 2 clusters): (scenario, run dir, stderr)."""
+    tmp = tmp_path_factory.mktemp("short")
+    scn = _scenario(tmp, algorithm="emsfl", cycles=2)
+    out = tmp / "run"
     r = _run(str(scn), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
+    return scn, out, r.stderr
+
+
+def test_short_scenario_end_to_end_through_the_emulator(short_run):
+    _, out, stderr = short_run
     d = out / "emsfl"
     for f in (
         "scenario.toml",
@@ -121,14 +129,22 @@ def test_short_scenario_end_to_end_through_the_emulator(tmp_path):
     assert sum(len(a["included"]) for a in aggs) > 0
     # ...and nothing the receiver had committed by t_agg is missing (its own records decide).
     for a in aggs:
-        recs = [json.loads(x) for x in (d / "satellite" / f"rx-{a['cluster']}" /
-                                         "records.jsonl").read_text().splitlines()]
+        recs = [
+            json.loads(x)
+            for x in (d / "satellite" / f"rx-{a['cluster']}" / "records.jsonl")
+            .read_text()
+            .splitlines()
+        ]
         for m in a["missing"]:
             if m["payload"] is None:
                 continue
             for rr in recs:
-                if rr["status"] == 0 and rr["round"] == a["cycle"] and rr["kind"] == a["stage"]\
-                        and rr["sender"] == f"{a['cluster']}-d{m['device']}":
+                if (
+                    rr["status"] == 0
+                    and rr["round"] == a["cycle"]
+                    and rr["kind"] == a["stage"]
+                    and rr["sender"] == f"{a['cluster']}-d{m['device']}"
+                ):
                     assert rr["accepted_s"] > a["t_agg_s"], (a, rr)
     # The satellite's accepted/ holds the very bytes each cluster sent.
     for cid in ("c1", "c2"):
@@ -139,17 +155,47 @@ def test_short_scenario_end_to_end_through_the_emulator(tmp_path):
             assert f.read_bytes() == (d / "payloads" / name).read_bytes()
     # Every burst's link record, as the emulator delivered it, and each node's peak memory.
     bursts = _jsonl(d / "bursts-c1.jsonl")
-    assert bursts and all({"tx_start", "rx_end", "snr_db", "elevation_deg", "doppler_hz",
-                           "modulation"} <= set(b) for b in bursts)
+    assert bursts and all(
+        {"tx_start", "rx_end", "snr_db", "elevation_deg", "doppler_hz", "modcod"} <= set(b)
+        for b in bursts
+    )
     assert set(metrics[0]["peak_memory_bytes_by_node"]) == {"satellite", "c1", "c2"}
     # Live progress was shown.
-    assert "cycle 2/2" in r.stderr
+    assert "cycle 2/2" in stderr
+
+
+# Record fields measured on the wall clock (or the host's memory); all others are emulated
+# or derived from emulated quantities and must repeat exactly.
+WALL_KEYS = {"wall_s", "peak_memory_bytes", "peak_memory_bytes_by_node"}
+
+
+def _strip_wall(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in WALL_KEYS} for r in rows]
+
+
+def test_same_scenario_twice_gives_identical_records(short_run, tmp_path):
+    # The same scenario and seed, run again (other sockets, other wall timing, other PIDs):
+    # uploads, aggregations and metrics repeat exactly, floats bit for bit (docs/clock.md).
+    scn, out1, _ = short_run
+    out2 = tmp_path / "run2"
+    r = _run(str(scn), "--out", str(out2))
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("uploads.jsonl", "aggregations.jsonl", "metrics.jsonl"):
+        a = _jsonl(out1 / "emsfl" / name)
+        b = _jsonl(out2 / "emsfl" / name)
+        assert a, name
+        assert _strip_wall(a) == _strip_wall(b), name
+    # the wall-clock fields are there and do differ between the runs: they are measured
+    w1 = [u["wall_s"] for u in _jsonl(out1 / "emsfl" / "uploads.jsonl")]
+    w2 = [u["wall_s"] for u in _jsonl(out2 / "emsfl" / "uploads.jsonl")]
+    assert w1 != w2
 
 
 def test_window_too_short_payload_is_aggregated_one_pass_later(tmp_path):
-    # Baseline full-LoRA payloads (~71 kB) need ≈ 6 s at 100 kbit/s; the connected plan first
-    # downloads (≈ 6 s) and trains (5 s), so a 14 s slot cannot finish the upload.
-    scn = _scenario(tmp_path, algorithm="baseline", cycles=2, slot_s=14.0, round_s=5.0)
+    # Baseline full-LoRA payloads (71 kB) need ≈ 6.5 s uplink at QPSK 8/9, 50 kBd
+    # (≈ 88 kbit/s); the connected plan first downloads (≈ 11.8 s at the control channel's
+    # QPSK 1/2) and trains (5 s), so a 20 s slot leaves ≈ 3 s: the upload cannot finish.
+    scn = _scenario(tmp_path, algorithm="baseline", cycles=2, slot_s=20.0, round_s=5.0)
     out = tmp_path / "run"
     r = _run(str(scn), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -171,9 +217,14 @@ def _pgrep(pattern: str) -> list[int]:
     return [int(x) for x in r.stdout.split()]
 
 
+def _ipc_files() -> set[Path]:
+    return set(Path("/tmp").glob("satfl-*"))
+
+
 def test_killing_a_cluster_fails_the_run_cleanly(tmp_path):
     scn = _scenario(tmp_path, algorithm="emsfl", cycles=3)
     out = tmp_path / "run"
+    before = _ipc_files()
     p = subprocess.Popen(
         [sys.executable, "-m", "testbed.cli", "run", str(scn), "--out", str(out)],
         cwd=REPO,
@@ -199,6 +250,7 @@ def test_killing_a_cluster_fails_the_run_cleanly(tmp_path):
     assert "Traceback" not in err
     time.sleep(1.0)
     assert _pgrep(str(out)) == []  # no orphans: emulator, satellite and c1 are gone
+    assert _ipc_files() - before == set()  # no socket files left behind
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
 
 
@@ -220,9 +272,8 @@ ORBIT = """
 [scenario]
 name = "orbit"
 [link]
-modulation = "qpsk"
-sample_rate_hz = 200000.0
-symbol_rate_hz = 50000.0
+bandwidth_hz = 62500.0
+rolloff = 0.25
 doppler_precomp = "{precomp}"
 residual_hz = 50.0
 [schedule]
@@ -264,24 +315,30 @@ def test_orbit_schedule_run_uses_real_passes(tmp_path):
     assert "warning" not in r.stderr
 
 
-def test_doppler_beyond_acquisition_range_is_warned():
+def test_doppler_beyond_acquisition_range_is_rejected():
     import tomllib
 
-    from testbed.run import doppler_warning
+    from testbed.errors import ConfigError
     from testbed.scenario import parse_scenario
 
-    scn = parse_scenario(tomllib.loads(ORBIT.format(precomp="none")), "orbit.toml")
-    assert "doppler_precomp" in doppler_warning(scn)
-    scn = parse_scenario(tomllib.loads(ORBIT.format(precomp="residual")), "orbit.toml")
-    assert doppler_warning(scn) is None
+    # Without pre-compensation a 600 km pass reaches ±44 kHz at 2 GHz, far beyond what the
+    # receiver acquires at 50 kBd (±R_s/64 ≈ ±0.8 kHz): refused at parse time, naming the key.
+    with pytest.raises(ConfigError, match="doppler_precomp"):
+        parse_scenario(tomllib.loads(ORBIT.format(precomp="none")), "orbit.toml")
+    parse_scenario(tomllib.loads(ORBIT.format(precomp="residual")), "orbit.toml")
 
 
 def test_ctrl_c_stops_everything(tmp_path):
     scn = _scenario(tmp_path, algorithm="emsfl", cycles=3)
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "testbed.cli", "run", str(scn), "--out",
-                          str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    before = _ipc_files()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "run", str(scn), "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         end = time.monotonic() + 240
         while time.monotonic() < end and not (out / "emsfl" / "progress.json").exists():
@@ -296,6 +353,7 @@ def test_ctrl_c_stops_everything(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     time.sleep(1.0)
     assert _pgrep(str(out)) == []
+    assert _ipc_files() - before == set()
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
 

@@ -76,13 +76,13 @@ def test_overrides() -> None:
             "link.rician_k_db=3",
             "schedule.slot_s=60",
             "model.device=cuda",
-            'link.modulation="8psk"',
+            'link.modcod="8psk-2/3"',
             "cluster.madrid.devices=5",
             "orbit.altitude_km=550",
         ]
     )
     assert t.link.params.rician_k_db == 3.0 and t.schedule.slot_s == 60.0
-    assert t.model.device == "cuda" and t.link.modulation == "8psk"
+    assert t.model.device == "cuda" and t.link.modcod == "8psk-2/3"
     assert t.cluster("madrid").devices == 5 and t.orbit.altitude_km == 550.0
     assert s.link.params.rician_k_db == 10.0  # the original is unchanged
     assert t != s
@@ -122,13 +122,14 @@ BAD = [
     (_HEAD + "[link]\nmin_elevation_deg = 95\n" + _CLUSTER, "link.min_elevation_deg", "90"),
     (_HEAD + "[link]\nbandwidth_hz = -1\n" + _CLUSTER, "link.bandwidth_hz", "positive"),
     (_HEAD + "[link]\nrain_probability = 2\n" + _CLUSTER, "link.rain_probability", "0..1"),
-    (_HEAD + "[link]\nmodulation = 'ofdm'\n" + _CLUSTER, "link.modulation", "expected one of"),
-    (_HEAD + "[link]\nsymbol_rate_hz = 300e3\n" + _CLUSTER, "link.symbol_rate_hz", "integer"),
-    (_HEAD + "[link]\nsymbol_rate_hz = 1e6\n" + _CLUSTER, "link.symbol_rate_hz", ">= 2"),
+    (_HEAD + "[link]\nmodcod = 'ofdm'\n" + _CLUSTER, "link.modcod", "unknown MODCOD"),
+    (_HEAD + "[link]\nsymbol_rate_hz = 6e6\n" + _CLUSTER, "link.symbol_rate_hz", "exceeds"),
+    (_HEAD + "[link]\nsample_rate_hz = 4.1e6\n" + _CLUSTER, "link.sample_rate_hz", "below"),
+    (_HEAD + "[link]\nsample_rate_hz = 5.0000001e6\n" + _CLUSTER, "link.sample_rate_hz", "ratio"),
     (_HEAD + "[link]\ndoppler_precomp = 'some'\n" + _CLUSTER, "link.doppler_precomp", "one of"),
     (_HEAD + "[link]\nfragment_size = 10\n" + _CLUSTER, "link.fragment_size", ">= 64"),
     (_HEAD + "[link]\nfragment_size = 1024.5\n" + _CLUSTER, "link.fragment_size", "integer"),
-    (_HEAD + "[link]\nrolloff = 2.0\n" + _CLUSTER, "link.rolloff", "<= 1"),
+    (_HEAD + "[link]\nrolloff = 2.0\n" + _CLUSTER, "link.rolloff", "expected one of"),
     (_HEAD + "[schedule]\nslot_s = 0\n" + _CLUSTER, "schedule.slot_s", "> 0"),
     (_HEAD + "[schedule]\nslot_s = -5.0\n" + _CLUSTER, "schedule.slot_s", "> 0"),
     (_HEAD + "[schedule]\nmode = 'real'\n" + _CLUSTER, "schedule.mode", "ideal, orbit"),
@@ -212,8 +213,8 @@ def test_emulator_config_matches_link_geometry(tmp_path: Path) -> None:
         for lid in (c.id, f"{c.id}-down"):
             lk = links[lid]
             assert lk.in_addr == f"ipc:///tmp/satfl-run42-{lid}-in"
-            assert lk.modulation == s.link.modulation
-            assert lk.doppler_precomp == "residual" and lk.residual_hz == 50.0
+            assert lk.modcod == s.link.modcod and lk.rolloff == s.link.rolloff
+            assert lk.doppler_precomp == "residual" and lk.residual_hz == s.link.residual_hz
             assert lk.params == s.link.params and lk.seed == want.seed
             assert lk.orbit == s.orbit_model()
             got = lk.geometry()

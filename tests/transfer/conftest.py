@@ -4,7 +4,7 @@ import pytest
 
 from nodes.payload import manifest_for, new_transfer_id
 from nodes.receiver import ReceiverConfig, ReceiverEngine
-from nodes.sender import SenderConfig, SenderDriver, SenderEngine
+from nodes.sender import SenderDriver, SenderEngine
 from nodes.simlink import SimLinkParams, SimulatedLink
 from nodes.store import ReceiverStore
 
@@ -31,7 +31,9 @@ def run_sim(
     link = SimulatedLink(rx, params)
     m = manifest_for(data, sender, round_, frag)
     eng = SenderEngine(new_transfer_id(), m, data)
-    drv = SenderDriver(eng, link, sender_cfg or SenderConfig(), windows=windows, start_s=start)
+    drv = SenderDriver(
+        eng, link, sender_cfg or link.sender_config(), windows=windows, start_s=start
+    )
     rec = drv.run()
     return rec, rx, link, eng
 

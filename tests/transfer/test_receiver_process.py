@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import zmq
 
+from flowgraphs.pdu import encode_pdu
 from nodes.payload import manifest_for, new_transfer_id
 from nodes.sender import SenderEngine
 from nodes.wire import Eof, FinishedStatus, Fragment, MetadataMsg, Nak, Prompt, decode, encode
-from testbed.pdu import encode_pdu
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ class Harness:
         out = []
         if self.pull.poll(int(wait_s * 1000)):
             while self.pull.poll(0):
-                from testbed.pdu import decode_pdu
+                from flowgraphs.pdu import decode_pdu
 
                 _, payload = decode_pdu(self.pull.recv())
                 out.append(decode(payload))

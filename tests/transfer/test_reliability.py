@@ -5,7 +5,6 @@ import os
 
 import pytest
 
-from nodes.sender import SenderConfig
 from nodes.simlink import SimLinkParams
 from nodes.wire import Cancel, encode
 
@@ -104,7 +103,7 @@ def test_superseded_round_is_cancelled_at_the_receiver(tmp_path):
 def test_efficiency_target_at_10_percent_loss(sim, tmp_path):
     data = os.urandom(400_000)
     p = SimLinkParams(loss=0.1, down_loss=0.1, up_rate_bps=2e6, seed=11)
-    rec, *_ = sim(data, p, frag=1000, sender_cfg=SenderConfig())
+    rec, *_ = sim(data, p, frag=1000)
     eff = rec.goodput_bps / (2e6 * (1 - 0.1))
     assert eff >= 0.85, eff
     assert hashlib.sha256(_accepted_bytes(tmp_path)).hexdigest() == rec.sha256

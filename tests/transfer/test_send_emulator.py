@@ -50,25 +50,33 @@ def test_send_1mb_byte_exact_with_upload_record(cli, tmp_path):
     # Emulated times: first fragment inside the first ≥30° pass, completion after it.
     w = _windows(30.0)[0]
     assert w.aos_s <= rec["first_tx_s"] < w.los_s
-    airtime_floor = len(data) * 8 / 500e3  # QPSK at 250 ksym/s carries 500 kbit/s at best
+    # the densest MODCOD (32APSK 9/10, 4.15 bit per symbol with framing) at 4.76 MBd
+    airtime_floor = len(data) * 8 / (4.15 * 5e6 / 1.05)
     assert rec["upload_time_s"] > airtime_floor
     assert rec["accepted_s"] == pytest.approx(rec["first_tx_s"] + rec["upload_time_s"])
     assert rec["goodput_bps"] == pytest.approx(len(data) * 8 / rec["upload_time_s"])
     assert rec["fragments_sent"] >= rec["fragments"]
     assert 0 < rec["predicted_shannon_s"] < rec["upload_time_s"]
     assert rec["wall_s"] > 0
+    # the capacities of the same interval, and what the chosen MODCODs could carry
+    assert rec["bandwidth_hz"] == 5e6 and rec["occupied_bandwidth_hz"] == pytest.approx(5e6)
+    assert rec["goodput_bps"] < rec["modcod_rate_bps"] and rec["modcods"]
+    assert rec["goodput_bps"] < rec["shannon_bps"]
+    assert rec["occupied_shannon_bps"] == pytest.approx(rec["shannon_bps"], rel=1e-6)
+    assert rec["efficiency_vs_shannon"] == pytest.approx(rec["goodput_bps"] / rec["shannon_bps"])
     assert json.loads(records.read_text().splitlines()[0])["transfer_id"] == rec["transfer_id"]
 
 
 def test_send_resumes_on_the_next_pass_through_the_emulator(cli, tmp_path):
     ws = _windows(30.0)
-    data = os.urandom(200_000)  # ≥ 3.2 s of airtime
-    start = ws[0].los_s - 1.5  # the first pass closes mid-transfer
+    data = os.urandom(2_000_000)  # ≥ 2 s at the MODCODs near 30° elevation
+    start = ws[0].los_s - 1.0  # the first pass closes mid-transfer
     rec = _send_through_emulator(cli, tmp_path, data, "--start-s", str(start))
     assert rec["passes_used"] == 2
     assert ws[1].aos_s < rec["accepted_s"] < ws[1].los_s
     assert rec["stats"]["prompts_sent"] >= 1
-    assert rec["fragments_sent"] < 2 * rec["fragments"]  # resumed from the gaps
+    # resumed from the gaps: every fragment went out once as new, the rest were resends
+    assert rec["fragments_sent"] - rec["fragments_retransmitted"] == rec["fragments"]
 
 
 def test_send_bad_input_is_one_line(cli, tmp_path):
@@ -79,3 +87,46 @@ def test_send_bad_input_is_one_line(cli, tmp_path):
     f.write_bytes(b"x")
     r = cli("send", str(f), "--fragment-size", "5")
     assert r.returncode == 2 and "--fragment-size" in r.stderr
+
+
+def test_sigterm_stops_the_emulator_and_receiver_and_removes_the_temp_dir(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    f = tmp_path / "big.bin"
+    f.write_bytes(os.urandom(4_000_000))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", "send", str(f), "--start-emulator", "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # wait until both children run (their command lines name the send's temp dir)
+        tmpdir = None
+        end = time.monotonic() + 120
+        while time.monotonic() < end and tmpdir is None:
+            r = subprocess.run(
+                ["pgrep", "-af", "testbed.cli receive"], capture_output=True, text=True
+            )
+            m = re.search(r"(/[^\s]*?/satfl-send-[^/\s]+)/", r.stdout)
+            tmpdir = m.group(1) if m else None
+            time.sleep(0.2)
+        assert tmpdir is not None, "the receiver did not start"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    time.sleep(1.0)
+    left = subprocess.run(["pgrep", "-f", tmpdir], capture_output=True, text=True).stdout.split()
+    assert left == []  # emulator and receiver are gone
+    assert not os.path.exists(tmpdir)

@@ -10,8 +10,14 @@ algorithm with ``uploads.jsonl``, ``aggregations.jsonl``, ``metrics.jsonl``, ``l
 - ``upload_times.png``: ECDF of the measured upload times and the passes each upload used;
 - ``goodput_shannon.png``: achieved goodput against the rate the pass-integrated Shannon
   capacity predicts for the same bytes (``size_bytes·8 / predicted_shannon_s``), per upload;
+- ``capacities.png``: per upload, side by side on one scale (logarithmic where they differ
+  by more than 100×): the goodput, the rate of the MODCODs its frames used, Shannon over the
+  occupied band and Shannon over the whole sub-channel, all over the upload's interval;
 - ``link_<algorithm>.png``: elevation, SNR and Doppler per cluster with contact windows
   shaded and each upload drawn as a span from first transmission to acceptance;
+- ``esn0_<algorithm>.png``: per delivered frame (``bursts-<cluster>.jsonl``), the link-budget
+  SNR, the Es/N0 the channel applied, the Es/N0 ACM chose from and the receiver's estimate,
+  with the chosen MODCOD's threshold;
 - ``membership_<algorithm>.png``: which payload was included, late, lost or not sent at each
   aggregation;
 - ``index.html``: every figure embedded as a ``data:image/png;base64`` URI, the summary table,
@@ -41,6 +47,7 @@ __all__ = [
     "ReportResult",
     "RunData",
     "load_run",
+    "needs_log_scale",
     "summarize",
     "write_report",
 ]
@@ -48,15 +55,37 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _JSONL_FILES = ("uploads", "aggregations", "metrics", "link")
+# Upload-record fields that describe the link (the same in every record of a run).
+_LINK_FIELDS = (
+    "bandwidth_hz",
+    "symbol_rate_hz",
+    "rolloff",
+    "occupied_bandwidth_hz",
+    "modcod_policy",
+    "acm_margin_db",
+    "acm_prediction",
+)
+_CAPACITIES = (
+    ("goodput_bps", "goodput"),
+    ("modcod_rate_bps", "MODCOD rate (on air)"),
+    ("occupied_shannon_bps", "Shannon, occupied band"),
+    ("shannon_bps", "Shannon, sub-channel"),
+)
 # Keys without which a line of each file cannot be used (it is counted as malformed).
 _REQUIRED = {
     "uploads": ("status", "first_tx_s"),
     "aggregations": ("cycle", "included", "missing"),
     "metrics": ("cycle", "t_s", "accuracy_global"),
     "link": ("cluster", "t_s"),
+    "bursts": ("tx_start",),
 }
 # Of those, keys whose value must be a finite number, and keys whose value must be a list.
-_NUMERIC = {"uploads": ("first_tx_s",), "metrics": ("t_s",), "link": ("t_s",)}
+_NUMERIC = {
+    "uploads": ("first_tx_s",),
+    "metrics": ("t_s",),
+    "link": ("t_s",),
+    "bursts": ("tx_start",),
+}
 _LISTS = {"aggregations": ("included", "missing")}
 _MISSING_REASONS = ("late", "lost", "not_sent")
 _STATUS_COLOURS = {
@@ -78,6 +107,8 @@ class AlgorithmRun:
     aggregations: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     link: list[dict[str, Any]] = field(default_factory=list)
+    bursts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # cluster → frames
+    link_settings: dict[str, Any] = field(default_factory=dict)
     windows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     clusters: list[str] = field(default_factory=list)
     target_accuracy: float | None = None
@@ -177,6 +208,9 @@ def _read_scenario(alg: AlgorithmRun) -> None:
     algo = data.get("algorithm")
     if isinstance(algo, dict):
         alg.target_accuracy = _num(algo.get("target_accuracy"))
+    link = data.get("link")
+    if isinstance(link, dict) and _num(link.get("fragment_size")) is not None:
+        alg.link_settings["fragment_size"] = int(link["fragment_size"])
 
 
 def _read_windows(alg: AlgorithmRun) -> None:
@@ -209,7 +243,22 @@ def _load_algorithm(name: str, path: Path) -> AlgorithmRun:
         setattr(alg, stem, rows)
         if bad:
             alg.malformed[f.name] = bad
+    for f in sorted(path.glob("bursts-*.jsonl")):
+        rows, bad = _read_jsonl(f, "bursts")
+        alg.bursts[f.name[len("bursts-") : -len(".jsonl")]] = sorted(
+            rows, key=lambda r: float(r["tx_start"])
+        )
+        if bad:
+            alg.malformed[f.name] = bad
     _read_scenario(alg)
+    if "fragment_size" not in alg.link_settings:
+        from testbed.scenario import LinkSpec
+
+        alg.link_settings["fragment_size"] = LinkSpec.fragment_size
+    for u in alg.uploads:  # the link as the nodes ran it
+        for k in _LINK_FIELDS:
+            if k in u and k not in alg.link_settings:
+                alg.link_settings[k] = u[k]
     _read_windows(alg)
     alg.metrics.sort(key=lambda m: (_num(m.get("cycle")) or 0.0, _num(m.get("t_s")) or 0.0))
     alg.aggregations.sort(key=lambda a: (_num(a.get("t_agg_s")) or 0.0, str(a.get("cycle"))))
@@ -330,9 +379,21 @@ def _algorithm_summary(alg: AlgorithmRun) -> dict[str, Any]:
         "uplink_bytes": sum(
             int(u["size_bytes"]) for u in alg.uploads if _num(u.get("size_bytes")) is not None
         ),
+        "link": dict(alg.link_settings),
+        "capacities": _capacity_means(alg),
         "malformed_lines": dict(alg.malformed),
         "absent_files": list(alg.absent),
     }
+
+
+def _capacity_means(alg: AlgorithmRun) -> dict[str, float | None]:
+    """Means over the accepted uploads of each capacity and of the efficiency [bit/s]."""
+    acc = [u for u in alg.uploads if u.get("status") == "accepted"]
+    out: dict[str, float | None] = {}
+    for k in (*(c for c, _ in _CAPACITIES), "efficiency_vs_shannon"):
+        vals = [v for u in acc if (v := _num(u.get(k))) is not None]
+        out[k] = sum(vals) / len(vals) if vals else None
+    return out
 
 
 def summarize(run: RunData) -> dict[str, Any]:
@@ -571,6 +632,86 @@ def _fig_goodput(run: RunData, path: Path) -> Path:
     return _save(fig, path)
 
 
+def needs_log_scale(values: list[float], ratio: float = 100.0) -> bool:
+    """Whether positive ``values`` spread over more than ``ratio``× (then a log axis)."""
+    pos = [v for v in values if v > 0]
+    return bool(pos) and max(pos) / min(pos) > ratio
+
+
+def _fig_capacities(run: RunData, path: Path) -> Path:
+    """Per upload: goodput, MODCOD rate, Shannon over the occupied band and the sub-channel."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _new_figure(12, 4.8)
+    axes = fig.subplots(1, max(1, len(run.algorithms)), squeeze=False)[0]
+    markers = ("o", "s", "^", "_")
+    vals_all = [
+        v
+        for a in run.algorithms
+        for u in a.uploads
+        for k, _ in _CAPACITIES
+        if (v := _num(u.get(k))) is not None and v > 0
+    ]
+    log_scale = needs_log_scale(vals_all)
+    div, unit = (1e6, "Mbit/s") if vals_all and max(vals_all) >= 1e6 else (1e3, "kbit/s")
+    for ax, alg in zip(axes, run.algorithms, strict=False):
+        ups = [u for u in alg.uploads if _num(u.get("shannon_bps"))]
+        if not ups:
+            _empty(ax, "no upload with capacities (older run?)")
+            ax.set_title(alg.name)
+            continue
+        x = list(range(1, len(ups) + 1))
+        for (k, label), mk in zip(_CAPACITIES, markers, strict=True):
+            ys = [(_num(u.get(k)) or math.nan) / div for u in ups]
+            ax.scatter(x, ys, marker=mk, s=40 if mk == "_" else 16, label=label)
+        if log_scale:
+            ax.set_yscale("log")
+        eff = [e for u in ups if (e := _num(u.get("efficiency_vs_shannon"))) is not None]
+        mean = f", mean goodput/Shannon {sum(eff) / len(eff):.2f}" if eff else ""
+        ax.set_title(f"{alg.name}{mean}", fontsize=10)
+        ax.set_xlabel("upload (in order of first transmission)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"rate [{unit}]{' (log)' if log_scale else ''}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _fig_esn0(alg: AlgorithmRun, path: Path) -> Path:
+    """Per delivered frame: link-budget SNR, applied Es/N0, ACM's Es/N0, receiver estimate."""
+    from flowgraphs import modcod
+
+    fig = _new_figure(12, 3.2 * max(1, len(alg.bursts)))
+    axes = fig.subplots(max(1, len(alg.bursts)), 1, squeeze=False)[:, 0]
+    if not alg.bursts:
+        _empty(axes[0], "no bursts-<cluster>.jsonl in this run")
+        return _save(fig, path)
+    t_max = max(float(r["tx_start"]) for rows in alg.bursts.values() for r in rows)
+    div, unit = _time_unit(t_max)
+    thresholds = modcod.measured_thresholds()
+    for ax, (cid, rows) in zip(axes, alg.bursts.items(), strict=True):
+        t = [float(r["tx_start"]) / div for r in rows]
+        series = (
+            ("snr_db", "link-budget SNR in B", "-"),
+            ("esn0_db", "Es/N0 applied (large scale)", "-"),
+            ("esn0_pred_db", "Es/N0 ACM chose from", "--"),
+        )
+        for k, label, ls in series:
+            ys = [v if (v := _num(r.get(k))) is not None else math.nan for r in rows]
+            tt, yy = _break_gaps(t, ys, 2.0 / div)  # no line across a gap between passes
+            ax.plot(tt, yy, ls=ls, lw=1, label=label)
+        est = [v if (v := _num(r.get("esn0_est_db"))) is not None else math.nan for r in rows]
+        ax.scatter(t, est, s=3, color="0.3", label="receiver estimate (incl. fading)")
+        thr = [thresholds.get(str(r.get("modcod")), math.nan) for r in rows]
+        ax.scatter(t, thr, s=4, marker="_", color="#d62728", label="chosen MODCOD's threshold")
+        ax.set_ylabel("dB")
+        ax.set_title(f"{alg.name} · uplink {cid}: {len(rows)} delivered frames", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+    axes[-1].set_xlabel(f"frame start [{unit}, emulated]")
+    return _save(fig, path)
+
+
 def _break_gaps(ts: list[float], ys: list[float], gap: float) -> tuple[list[float], list[float]]:
     """Insert NaN where consecutive samples are more than ``gap`` apart (no line across)."""
     ot: list[float] = []
@@ -754,7 +895,18 @@ def make_figures(run: RunData, out_dir: Path) -> list[tuple[str, Path]]:
             "Achieved goodput vs predicted Shannon capacity",
             _fig_goodput(run, out_dir / "goodput_shannon.png"),
         ),
+        (
+            "Capacities per upload: goodput, MODCOD rate, Shannon (occupied band, sub-channel)",
+            _fig_capacities(run, out_dir / "capacities.png"),
+        ),
     ]
+    for alg in run.algorithms:
+        figs.append(
+            (
+                f"{alg.name}: Es/N0 the modem saw beside the link-budget SNR",
+                _fig_esn0(alg, out_dir / f"esn0_{_safe(alg.name)}.png"),
+            )
+        )
     for alg in run.algorithms:
         figs.append(
             (
@@ -793,6 +945,14 @@ _NOTES = {
     "acceptance). Right: how many contact windows each upload needed.",
     "goodput_shannon": "Achieved goodput (size·8 / upload time) against the rate predicted by "
     "the pass-integrated Shannon capacity for the same bytes (size·8 / predicted_shannon_s).",
+    "capacities": "Per accepted upload, over the same interval (first transmission to "
+    "acceptance): goodput; the airtime-weighted full-frame rate of the MODCODs its frames used; "
+    "Shannon B log2(1+SNR) over the occupied band R_s(1+α) and over the whole sub-channel B. "
+    "Logarithmic axis when the values differ by more than 100×.",
+    "esn0_": "Every delivered frame: the link-budget SNR (in the sub-channel B), the Es/N0 the "
+    "channel applied (SNR + 10 log10(B/R_s)), the Es/N0 ACM chose the MODCOD from (feedback, "
+    "prediction or genie), the receiver's own estimate (which includes the fast fading) and the "
+    "chosen MODCOD's measured threshold. Frames that were lost are not in the file.",
     "link_": "Elevation, SNR and Doppler per cluster (contact windows shaded in the cluster's "
     "colour); bottom: each upload from first transmission to acceptance (to the LOS of its "
     "window when never accepted), coloured by status; triangles mark first transmissions.",
@@ -893,6 +1053,47 @@ def _html(run: RunData, summary: dict[str, Any], figs: list[tuple[str, Path]]) -
             ],
             rows,
         )
+    )
+    parts.append("<h2>Link</h2>")
+    lrows = []
+    for alg in run.algorithms:
+        ls = alg.link_settings
+        cap = summary["algorithms"][alg.name]["capacities"]
+        lrows.append(
+            [
+                alg.name,
+                ls.get("bandwidth_hz"),
+                ls.get("symbol_rate_hz"),
+                ls.get("rolloff"),
+                ls.get("modcod_policy"),
+                ls.get("acm_prediction"),
+                ls.get("acm_margin_db"),
+                ls.get("fragment_size"),
+                *(None if cap.get(k) is None else cap[k] / 1e3 for k, _ in _CAPACITIES),
+                cap.get("efficiency_vs_shannon"),
+            ]
+        )
+    parts.append(
+        _table(
+            [
+                "algorithm",
+                "B [Hz]",
+                "R_s [Bd]",
+                "α",
+                "MODCOD",
+                "ACM from",
+                "margin [dB]",
+                "fragment [B]",
+                *(f"{label} [kbit/s]" for _, label in _CAPACITIES),
+                "goodput / Shannon",
+            ],
+            lrows,
+            left=1,
+        )
+    )
+    parts.append(
+        "<p>Capacities: means over the accepted uploads, each over its own interval from first "
+        "transmission to acceptance.</p>"
     )
     parts.append("<h2>Missing payloads</h2>")
     missing = [m for a in run.algorithms for m in _missing_entries(a)]

@@ -59,6 +59,8 @@ def write_algorithm(root: Path, name: str, slow: float, garbage: dict[str, list[
             f'name = "{name}"',
             f"cycles = {CYCLES}",
             "target_accuracy = 0.6",
+            "[link]",
+            "fragment_size = 512",
         ]
         + [f'[[cluster]]\nid = "{c}"\nlat_deg = 0.0\nlon_deg = 0.0\ndevices = 2' for c in CLUSTERS]
     )
@@ -118,6 +120,13 @@ def write_algorithm(root: Path, name: str, slow: float, garbage: dict[str, list[
                     "payload": payload,
                     "ready_s": first - 1.0,
                     "window_los_s": los,
+                    **LINK,
+                    "shannon_bps": 4.0e6 + 1e5 * k,
+                    "occupied_shannon_bps": 3.9e6 + 1e5 * k,
+                    "modcod_rate_bps": 2.5e6 + 1e4 * dev,
+                    "efficiency_vs_shannon": None
+                    if accepted is None
+                    else size * 8 / (accepted - first) / (4.0e6 + 1e5 * k),
                 }
                 uploads.append(rec)
                 t_agg = los
@@ -173,6 +182,18 @@ def write_algorithm(root: Path, name: str, slow: float, garbage: dict[str, list[
     _write_jsonl(d / "aggregations.jsonl", aggs, garbage.get("aggregations", []))
     _write_jsonl(d / "metrics.jsonl", metrics, garbage.get("metrics", []))
     _write_jsonl(d / "link.jsonl", link, garbage.get("link", []))
+    bursts = [
+        {
+            "tx_start": 10.0 + 0.1 * j,
+            "snr_db": 3.0,
+            "esn0_db": 3.2,
+            "esn0_pred_db": 3.1,
+            "esn0_est_db": 2.9,
+            "modcod": "qpsk-1/2",
+        }
+        for j in range(20)
+    ]
+    _write_jsonl(d / "bursts-c1.jsonl", bursts, ['{"tx_start": "soon"}'])
     (d / "events.jsonl").write_text("")
     return {"uploads": uploads, "aggregations": aggs, "metrics": metrics}
 
@@ -196,8 +217,19 @@ ALGS = {
     ),
 }
 MALFORMED = {
-    "emsfl-enhanced": {"metrics.jsonl": 1, "aggregations.jsonl": 1},
-    "baseline": {"uploads.jsonl": 2, "link.jsonl": 2},
+    "emsfl-enhanced": {"metrics.jsonl": 1, "aggregations.jsonl": 1, "bursts-c1.jsonl": 1},
+    "baseline": {"uploads.jsonl": 2, "link.jsonl": 2, "bursts-c1.jsonl": 1},
+}
+
+
+LINK = {
+    "bandwidth_hz": 5.0e6,
+    "symbol_rate_hz": 5.0e6 / 1.05,
+    "rolloff": 0.05,
+    "occupied_bandwidth_hz": 5.0e6,
+    "modcod_policy": "acm",
+    "acm_margin_db": 1.0,
+    "acm_prediction": "feedback",
 }
 
 
@@ -259,6 +291,9 @@ def test_pngs_exist_and_are_png(built):
         "accuracy_time.png",
         "upload_times.png",
         "goodput_shannon.png",
+        "capacities.png",
+        "esn0_emsfl-enhanced.png",
+        "esn0_baseline.png",
         "link_emsfl-enhanced.png",
         "link_baseline.png",
         "membership_emsfl-enhanced.png",
@@ -310,7 +345,28 @@ def test_summary_matches_input(built):
     assert s["algorithms"]["baseline"]["missing_by_reason"]["lost"] == 1
     assert s["algorithms"]["emsfl-enhanced"]["cycles_to_target"] == 2
     assert s["algorithms"]["baseline"]["cycles_to_target"] == 3
-    assert s["malformed_lines"] == 6
+    assert s["malformed_lines"] == 8
+
+
+def test_link_settings_and_capacities_side_by_side(built):
+    _, recs, res = built
+    for name, r in recs.items():
+        a = res.summary["algorithms"][name]
+        assert a["link"] == {**LINK, "fragment_size": 512}  # the scenario's, not the default
+        acc = [u for u in r["uploads"] if u["status"] == "accepted"]
+        for k in ("goodput_bps", "modcod_rate_bps", "shannon_bps", "efficiency_vs_shannon"):
+            assert a["capacities"][k] == pytest.approx(sum(u[k] for u in acc) / len(acc))
+    page = res.report.read_text()
+    assert "<h2>Link</h2>" in page and "goodput / Shannon" in page
+    assert re.search(r"baseline</td><td[^>]*>5,000,000</td>", page)
+
+
+def test_capacities_get_a_log_axis_only_when_they_differ_by_100x():
+    from testbed.report import needs_log_scale
+
+    assert not needs_log_scale([2e4, 1.9e6])  # 95×
+    assert needs_log_scale([1.9e4, 1.9e6, 4e6])
+    assert not needs_log_scale([])
 
 
 def test_malformed_lines_reported_in_html(built):

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Payload", "weighted_average"]
+__all__ = ["Payload", "canonical_safetensors", "weighted_average"]
+
+
+def canonical_safetensors(raw: bytes) -> bytes:
+    """``raw`` with its JSON header in canonical form (sorted keys, no spaces, padded)."""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
 @dataclass(frozen=True)
@@ -53,10 +62,18 @@ class Payload:
         }
 
     def to_bytes(self) -> bytes:
-        """safetensors serialisation (tensors made contiguous)."""
+        """safetensors serialisation (tensors made contiguous), byte-for-byte reproducible.
+
+        The safetensors writer emits its ``__metadata__`` map in an order that changes from
+        process to process (a hash map), so the same payload would hash differently in two
+        runs; the header is rewritten canonically (keys sorted, compact, space-padded to a
+        multiple of 8 bytes as the format requires). Tensor offsets are relative to the data
+        section, so the data is untouched.
+        """
         from safetensors.torch import save
 
-        return save({k: v.contiguous() for k, v in self.tensors.items()}, metadata=self.metadata())
+        raw = save({k: v.contiguous() for k, v in self.tensors.items()}, metadata=self.metadata())
+        return canonical_safetensors(raw)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Payload:

@@ -53,3 +53,43 @@ def test_missing_payload_is_simply_left_out():
     torch.testing.assert_close(full["g"], torch.full((2,), 5 / 3))
     torch.testing.assert_close(lost["g"], torch.full((2,), 2.0))
     assert weighted_average([]) == {}
+
+
+_SERIALISE = """
+import hashlib, sys, torch
+from testbed.fl.payload import Payload
+g = torch.Generator().manual_seed(0)
+t = {f"layers.{i}.experts.{j}.w.lora_A": torch.randn(3, 4, generator=g)
+     for i in range(2) for j in range(3)}
+p = Payload(t, 1, 0, 2, "experts", (0, 1, 2), 96, {"note": "x"})
+sys.stdout.write(hashlib.sha256(p.to_bytes()).hexdigest())
+"""
+
+
+def test_the_same_payload_has_the_same_bytes_in_every_process():
+    # safetensors writes its metadata map in a per-process hash order; a payload's bytes (and
+    # so its SHA-256, its transfer id and the noise its frames meet) must not depend on that
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _SERIALISE], cwd=REPO, capture_output=True, text=True,
+            check=True,
+        ).stdout
+        for _ in range(4)
+    }  # fmt: skip
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_canonical_header_is_valid_safetensors():
+    from safetensors.torch import load
+
+    p = _p({"b": torch.ones(3), "a": torch.zeros(2, 2)}, n=5)
+    raw = p.to_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    assert n % 8 == 0 and raw[8 : 8 + n].decode().rstrip(" ").startswith('{"__metadata__":')
+    back = load(raw)
+    assert torch.equal(back["b"], torch.ones(3)) and torch.equal(back["a"], torch.zeros(2, 2))

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pmt
@@ -58,6 +59,20 @@ def _open_socket(
         ctx.term()
         raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
     return ctx, sock
+
+
+def _close_socket(ctx: zmq.Context, sock: zmq.Socket, address: str, bound: bool) -> None:
+    """Close the socket and, for a bound ``ipc://`` endpoint, remove its socket file (ZeroMQ
+    leaves it behind)."""
+    sock.close()
+    ctx.term()
+    if bound and address.startswith("ipc://"):
+        path = Path(address[len("ipc://") :])
+        try:
+            if path.is_socket():
+                path.unlink()
+        except OSError as e:
+            log.warning("could not remove %s: %s", path, e)
 
 
 class ZmqPduSource(gr.basic_block):
@@ -106,6 +121,7 @@ class ZmqPduSource(gr.basic_block):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.address = address
+        self._bound = bind
         self.max_payload_bytes = int(max_payload_bytes)
         self.max_tx_time_s = float(max_tx_time_s)
         self.max_in_flight = int(max_in_flight)
@@ -146,8 +162,7 @@ class ZmqPduSource(gr.basic_block):
 
     def close(self) -> None:
         """Close the socket (after the flowgraph stopped)."""
-        self._sock.close()
-        self._ctx.term()
+        _close_socket(self._ctx, self._sock, self.address, self._bound)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -269,6 +284,7 @@ class ZmqPduSink(gr.basic_block):
         if send_timeout_ms < 0:
             raise ValueError("send_timeout_ms must be >= 0")
         self.address = address
+        self._bound = bind
         self.send_timeout_s = send_timeout_ms / 1000.0
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
@@ -318,5 +334,4 @@ class ZmqPduSink(gr.basic_block):
 
     def close(self) -> None:
         """Close the socket (after the flowgraph stopped)."""
-        self._sock.close()
-        self._ctx.term()
+        _close_socket(self._ctx, self._sock, self.address, self._bound)

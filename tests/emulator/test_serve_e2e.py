@@ -174,4 +174,8 @@ def test_pdus_cross_the_emulator_with_metadata_and_garbage_is_survived(server):
     assert proc.returncode == 0, err_text
     final = json.loads(out_text.strip().splitlines()[-1])
     assert final["event"] == "stopped" and final["stats"]["a"]["in_not_pdu"] >= 2
+    # the bound ipc:// socket files are removed (ZeroMQ leaves them behind)
+    for link in links.values():
+        for addr in link.values():
+            assert not os.path.exists(addr[len("ipc://") :]), addr
     assert "stats" in err_text  # the periodic stats log line

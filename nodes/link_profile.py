@@ -9,13 +9,14 @@ occupied band, and what the MODCODs the modem chose could carry.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from flowgraphs import modcod
 from flowgraphs.config import LinkConfig
 from nodes.sender import SenderConfig
 
-__all__ = ["capacity_fields", "min_info_rate_bps", "sender_config"]
+__all__ = ["capacity_fields", "min_info_rate_bps", "predicted_rate_fn", "sender_config"]
 
 
 def min_info_rate_bps(lc: LinkConfig) -> float:
@@ -59,7 +60,34 @@ def sender_config(
         rtt_s=rtt + queue,
         min_rate_bps=r_min,
         give_up_after_s=give_up_after_s,
+        predicted_rate=predicted_rate_fn(lc),
     )
+
+
+def predicted_rate_fn(lc: LinkConfig) -> Callable[[float], float]:
+    r"""``t → bit/s``: the full-frame information rate of the MODCOD the link budget and the
+    orbit predict for a frame at emulated time t (clear sky, ACM margin applied),
+
+    .. math:: R(t) = R_s\,k_m / N^{sym}_m, \quad
+              m = \mathrm{select}(\mathrm{SNR}_{pred}(t) + 10\log_{10}(B/R_s) - \Delta)
+
+    what a ground terminal knows of its own modem before the first frame report."""
+    geo = lc.geometry()
+    mdm = lc.modem()
+    off = 10.0 * math.log10(lc.params.bandwidth_hz / lc.symbol_rate_hz)
+    fixed = None if lc.modcod == "acm" else modcod.by_name(lc.modcod)
+    table = modcod.measured_thresholds()
+    rates: dict[str, float] = {}
+
+    def rate(t: float) -> float:
+        mc = fixed or modcod.select(
+            float(geo.predicted_snr_db(t)) + off, lc.acm_margin_db, modcod.MODCODS, table
+        )
+        if mc.name not in rates:
+            rates[mc.name] = lc.symbol_rate_hz * mc.k / mdm.layout(mc, mc.capacity_bytes).n_symbols
+        return rates[mc.name]
+
+    return rate
 
 
 def capacity_fields(rec: dict[str, Any], geometry: Any, lc: LinkConfig) -> dict[str, Any]:

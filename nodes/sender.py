@@ -27,6 +27,7 @@ import heapq
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -145,6 +146,9 @@ class SenderConfig:
         of the modem's latest frame (this one until a frame was reported)
     give_up_after_s : emulated time after the first transmission after which the transfer is
         abandoned (None: never while windows last); timers pause outside windows
+    predicted_rate : ``t → bit/s``, the information rate the terminal expects of its modem at
+        emulated time t without any report (the MODCOD its link budget and orbit predict);
+        used for the end-before-LOS check until the modem reported a frame in this window
     peer_timeout_wall_s : wall seconds without any event from the link after which the peer
         is taken for dead (``TransferError`` naming it)
     """
@@ -155,6 +159,7 @@ class SenderConfig:
     min_rate_bps: float = 1.0e6
     give_up_after_s: float | None = None
     peer_timeout_wall_s: float = 120.0
+    predicted_rate: Callable[[float], float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.credit < 1:
@@ -383,6 +388,7 @@ class SenderDriver:
         if hint is not None:
             self._rate_bps = max(self.cfg.min_rate_bps, float(hint[0]))
             self._link_free = float(hint[1])
+            self._rate_at = self._link_free  # (about) when that rate was on the air
         self._promised = -INF
         self._frames: dict[int, tuple[str, float, float, int]] = {}
         self._wall_last_event = time.monotonic()
@@ -420,8 +426,15 @@ class SenderDriver:
         start = max(t, self._link_free)
         # queued bytes, with an allowance of 64 bytes of framing per PDU, at the latest rate
         pending = self._queued_bytes + 64 * (len(self._unreported) + 1) + nbytes
-        end = start + 8.0 * pending / self._rate_bps
+        end = start + 8.0 * pending / self._rate_for(t, self.windows[i][0])
         return end <= self.windows[i][1]
+
+    def _rate_for(self, t: float, aos: float) -> float:
+        """The rate the queue drains at: the modem's latest reported MODCOD if it reported one
+        in this window, else what the link budget predicts at t (else the slowest)."""
+        if self._rate_at >= aos or self.cfg.predicted_rate is None:
+            return self._rate_bps
+        return max(self.cfg.min_rate_bps, float(self.cfg.predicted_rate(t)))
 
     # -- knowledge ----------------------------------------------------------------------
     def _pump(self, wall_timeout_s: float) -> bool:

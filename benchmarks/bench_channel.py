@@ -1,11 +1,15 @@
-"""Channel emulator throughput: prints a markdown table for docs/performance.md.
+"""Channel emulator throughput at the 5 MHz configuration: a markdown table for
+docs/performance.md.
 
-``python -m benchmarks.bench_channel [--bursts N] [--json]``
+``python -m benchmarks.bench_channel [--frames N] [--json]``
 
-Measures, on this machine, samples per second through the full chain of one link
-(modulator → scheduler → fading → Doppler → gate → AWGN → receiver → CRC) for a 1 Msps
-sub-channel and a 5 MHz one, the time per block, and, for comparison, two stock GNU Radio
-chains on the same samples (``channels.fading_model`` alone and a plain copy).
+For each MODCOD case (QPSK 1/2 and 8PSK 3/4 fixed, and ACM as a run chooses at the best pass),
+full frames back to back through the full chain of one link in a running top block
+(scheduler → modulator → fading → Doppler → gate → AWGN → receiver → LDPC decoder → deframer
+→ CRC), and in the same run a stock GNU Radio C++ chain of similar function
+(:func:`flowgraphs.measure.reference_chain`). Msps = channel samples / wall time; per core =
+samples / process CPU time; × real time = Msps / f_s. Per-block figures are each stage's
+thread CPU time per channel sample.
 """
 
 from __future__ import annotations
@@ -13,71 +17,62 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
-import numpy as np
+CASES = ("qpsk-1/2", "8psk-3/4", "acm")
 
 
-def _stock_msps(n: int = 2_000_000) -> dict[str, float]:
-    """Msps of stock blocks: vector source → X → null sink, wall clock."""
-    from gnuradio import blocks, channels, gr
+def run(frames: int = 60) -> dict[str, Any]:
+    """Bench every case and the reference chain once; returns the results."""
+    from flowgraphs.config import parse_config
+    from flowgraphs.measure import bench_link, reference_chain
 
-    x = (np.random.default_rng(0).standard_normal(n) + 0j).astype(np.complex64).tolist()
-    out = {}
-    for name, make in (
-        (
-            "channels.fading_model (8 sinusoids, K=10)",
-            lambda: channels.fading_model(8, 100.0 / 1e6, True, 10.0, 1),
-        ),
-        ("blocks.copy", lambda: blocks.copy(gr.sizeof_gr_complex)),
-    ):
-        tb = gr.top_block()
-        src, blk, snk = (
-            blocks.vector_source_c(x, False),
-            make(),
-            blocks.null_sink(gr.sizeof_gr_complex),
-        )
-        tb.connect(src, blk, snk)
-        t0 = time.perf_counter()
-        tb.run()
-        out[name] = n / (time.perf_counter() - t0) / 1e6
+    out: dict[str, Any] = {"links": []}
+    for case in CASES:
+        # the standalone link of `testbed channel bench` (seed 1), 5 MHz, at its best pass
+        lc = parse_config({"link": [{"id": "c1", "seed": 1, "modcod": case}]}, "<b>").links[0]
+        out["links"].append(bench_link(lc, frames).to_dict())
+    out["reference"] = reference_chain(lc.sample_rate_hz, lc.symbol_rate_hz, lc.rolloff)
     return out
 
 
-def run(bursts: int = 40) -> dict[str, Any]:
-    """Bench a 1 Msps QPSK link, a 1 Msps 16QAM link and a 5 MHz QPSK sub-channel."""
-    from flowgraphs.config import parse_config
-    from flowgraphs.measure import bench_link
-
-    cfg = parse_config(
-        {
-            "link": [
-                {"id": "qpsk-1M", "seed": 1},
-                {"id": "16qam-1M", "seed": 1, "modulation": "16qam"},
-                {"id": "qpsk-5M", "seed": 1, "sample_rate_hz": 5e6, "symbol_rate_hz": 1.25e6},
-            ]
-        }
+def table(res: dict[str, Any]) -> str:
+    ref = res["reference"]
+    rows = [
+        "| MODCOD | delivered | Msps (wall) | Msps per core | × real time (wall) "
+        "| × real time per core | vs reference per core |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res["links"]:
+        rows.append(
+            f"| {r['modcod']} | {r['delivered']}/{r['pdus']} | {r['msps']:.2f} "
+            f"| {r['msps_per_core']:.2f} | {r['realtime_ratio']:.2f} "
+            f"| {r['realtime_ratio_per_core']:.2f} "
+            f"| {r['msps_per_core'] / ref['msps_per_core']:.2f} |"
+        )
+    rows.append(
+        f"| reference: {ref['chain']} | – | {ref['msps']:.2f} | {ref['msps_per_core']:.2f} "
+        f"| {ref['msps'] / 5.0:.2f} | {ref['msps_per_core'] / 5.0:.2f} | 1 |"
     )
-    links = [bench_link(lc, bursts).to_dict() for lc in cfg.links]
-    return {"links": links, "stock_msps": _stock_msps()}
+    blocks = list(res["links"][0]["per_block_ns"])
+    rows += [
+        "",
+        "| block [ns/sample] | " + " | ".join(r["modcod"] for r in res["links"]) + " |",
+        "|---|" + "---|" * len(res["links"]),
+    ]
+    for b in blocks:
+        vals = " | ".join(f"{r['per_block_ns'].get(b, 0.0):.1f}" for r in res["links"])
+        rows.append(f"| {b} | {vals} |")
+    return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from testbed.commands.channel import format_bench_markdown
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bursts", type=int, default=40)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    res = run(args.bursts)
-    if args.json:
-        sys.stdout.write(json.dumps(res, indent=2) + "\n")
-        return 0
-    sys.stdout.write(format_bench_markdown(res["links"]))
-    sys.stdout.write("\n| stock reference (same machine) | Msps |\n|---|---|\n")
-    for k, v in res["stock_msps"].items():
-        sys.stdout.write(f"| {k} | {v:.1f} |\n")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    res = run(a.frames)
+    sys.stdout.write(json.dumps(res, indent=2) + "\n" if a.json else table(res))
     return 0
 
 

@@ -34,7 +34,9 @@ def one(loss: float, seed: int) -> tuple[float, float, int, float]:
             rx, SimLinkParams(up_rate_bps=RATE, loss=loss, down_loss=loss, seed=seed)
         )
         drv = SenderDriver(
-            SenderEngine(new_transfer_id(), manifest_for(data, "c1", 1, FRAG), data), link
+            SenderEngine(new_transfer_id(), manifest_for(data, "c1", 1, FRAG), data),
+            link,
+            link.sender_config(),  # timers from the link's round trip
         )
         w0 = time.monotonic()
         rec = drv.run()

@@ -33,7 +33,13 @@ from testbed.commands.link import finite_number
 from testbed.errors import EXIT_RUNTIME, UserError
 from testbed.procs import die_with_parent, terminate_as_interrupt
 
-__all__ = ["emulator_link_table", "register", "send_file", "standalone_link_config"]
+__all__ = [
+    "emulator_link_table",
+    "emulator_toml",
+    "register",
+    "send_file",
+    "standalone_link_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +145,8 @@ def standalone_link_config(
     return parse_config({"emulator": {"stats_interval_s": 0}, "link": links}, "<send>")
 
 
-def _toml(cfg_links: list[dict[str, Any]]) -> str:
+def emulator_toml(cfg_links: list[dict[str, Any]]) -> str:
+    """The emulator config file (TOML) of ``[[link]]`` tables from :func:`emulator_link_table`."""
     lines = ["[emulator]", "stats_interval_s = 0", ""]
     for t in cfg_links:
         lines.append("[[link]]")
@@ -292,7 +299,7 @@ def _send_impl(args: argparse.Namespace) -> int:
             up, down = eps[args.link], eps[f"{args.link}-down"]
             cfg_path = Path(tmpdir) / "emulator.toml"
             cfg_path.write_text(
-                _toml(
+                emulator_toml(
                     [
                         emulator_link_table(args.link, up, args.seed, args),
                         emulator_link_table(f"{args.link}-down", down, args.seed + 1, args),

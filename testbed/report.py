@@ -103,7 +103,8 @@ class AlgorithmRun:
 
     name: str
     path: Path
-    uploads: list[dict[str, Any]] = field(default_factory=list)
+    uploads: list[dict[str, Any]] = field(default_factory=list)  # every record, by first_tx_s
+    final_uploads: list[dict[str, Any]] = field(default_factory=list)  # the last one per payload
     aggregations: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     link: list[dict[str, Any]] = field(default_factory=list)
@@ -262,7 +263,9 @@ def _load_algorithm(name: str, path: Path) -> AlgorithmRun:
     _read_windows(alg)
     alg.metrics.sort(key=lambda m: (_num(m.get("cycle")) or 0.0, _num(m.get("t_s")) or 0.0))
     alg.aggregations.sort(key=lambda a: (_num(a.get("t_agg_s")) or 0.0, str(a.get("cycle"))))
-    alg.uploads.sort(key=lambda u: _num(u.get("first_tx_s")) or 0.0)
+    alg.final_uploads = _final_uploads(alg.uploads)  # in file order, before sorting
+    for ups in (alg.uploads, alg.final_uploads):
+        ups.sort(key=lambda u: _num(u.get("first_tx_s")) or 0.0)
     alg.link.sort(key=lambda r: (str(r.get("cluster")), _num(r.get("t_s")) or 0.0))
     if not alg.clusters:  # fall back to what the records name
         seen = {str(r["cluster"]) for r in alg.link}
@@ -354,10 +357,11 @@ def _algorithm_summary(alg: AlgorithmRun) -> dict[str, Any]:
                 cycles_to_target = i + 1
                 time_to_target = _num(m.get("t_s"))
                 break
-    times = [t for u in alg.uploads if (t := _num(u.get("upload_time_s"))) is not None]
+    finals = alg.final_uploads
+    times = [t for u in finals if (t := _num(u.get("upload_time_s"))) is not None]
     missing = _missing_entries(alg)
     reasons = Counter(str(m["reason"]) for m in missing)
-    passes = Counter(int(p) for u in alg.uploads if (p := _num(u.get("passes_used"))) is not None)
+    passes = Counter(int(p) for u in finals if (p := _num(u.get("passes_used"))) is not None)
     return {
         "cycles": len(alg.metrics),
         "target_accuracy": alg.target_accuracy,
@@ -365,11 +369,12 @@ def _algorithm_summary(alg: AlgorithmRun) -> dict[str, Any]:
         "time_to_target_s": time_to_target,
         "final_accuracy": accs[-1][1] if accs else None,
         "final_t_s": _num(accs[-1][0].get("t_s")) if accs else None,
-        "uploads": len(alg.uploads),
-        "uploads_accepted": sum(1 for u in alg.uploads if u.get("status") == "accepted"),
+        "uploads": len(finals),
+        "upload_records": len(alg.uploads),
+        "uploads_accepted": sum(1 for u in finals if u.get("status") == "accepted"),
         "upload_time_mean_s": sum(times) / len(times) if times else None,
         "upload_time_max_s": max(times) if times else None,
-        "uploads_multi_pass": sum(1 for u in alg.uploads if (_num(u.get("passes_used")) or 0) > 1),
+        "uploads_multi_pass": sum(1 for u in finals if (_num(u.get("passes_used")) or 0) > 1),
         "passes_used": {str(k): v for k, v in sorted(passes.items())},
         "aggregations": len(alg.aggregations),
         "aggregations_incomplete": sum(1 for a in alg.aggregations if a.get("missing")),
@@ -377,13 +382,24 @@ def _algorithm_summary(alg: AlgorithmRun) -> dict[str, Any]:
         "missing_by_reason": {r: reasons.get(r, 0) for r in (*_MISSING_REASONS,)}
         | {r: n for r, n in reasons.items() if r not in _MISSING_REASONS},
         "uplink_bytes": sum(
-            int(u["size_bytes"]) for u in alg.uploads if _num(u.get("size_bytes")) is not None
+            int(u["size_bytes"]) for u in finals if _num(u.get("size_bytes")) is not None
         ),
         "link": dict(alg.link_settings),
         "capacities": _capacity_means(alg),
         "malformed_lines": dict(alg.malformed),
         "absent_files": list(alg.absent),
     }
+
+
+def _final_uploads(uploads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The final record of each payload: ``uploads.jsonl`` holds one record per attempt per
+    window, and the last one of a payload (by transfer id, else by payload name) is final."""
+    last: dict[Any, dict[str, Any]] = {}
+    for i, u in enumerate(uploads):
+        key = u.get("transfer_id") or u.get("payload") or ("record", i)
+        last.pop(key, None)  # re-insert: order of the final records is their last appearance
+        last[key] = u
+    return list(last.values())
 
 
 def _capacity_means(alg: AlgorithmRun) -> dict[str, float | None]:
@@ -761,7 +777,7 @@ def _fig_link(alg: AlgorithmRun, path: Path) -> Path:
     else:
         _empty(axes[0], "no link samples (link.jsonl)")
     # Upload lane: one row per cluster (one sub-row per device), span first_tx → accepted
-    # (or confirmed / LOS of the first window when never accepted); colour = status.
+    # (or confirmed, or the end of the run when never accepted); colour = final status.
     lane = axes[3]
     devices: dict[str, list[str]] = {}
     for u in alg.uploads:
@@ -770,14 +786,15 @@ def _fig_link(alg: AlgorithmRun, path: Path) -> Path:
         if str(u.get("device")) not in dl:
             dl.append(str(u.get("device")))
     seen_status: set[str] = set()
-    for u in alg.uploads:
+    t_end = max((x for m in alg.metrics if (x := _num(m.get("t_s"))) is not None), default=0.0)
+    for u in alg.final_uploads:  # each payload once, in its final state
         cid = str(u.get("cluster", u.get("sender", "?")))
         t0 = _num(u.get("first_tx_s"))
         if cid not in ccol or t0 is None:
             continue
         t1 = _num(u.get("accepted_s"))
-        if t1 is None:
-            t1 = _num(u.get("confirmed_s")) or _num(u.get("window_los_s")) or t0
+        if t1 is None:  # never accepted: until it was confirmed or abandoned, else the run's end
+            t1 = _num(u.get("confirmed_s")) or max(t_end, _num(u.get("window_los_s")) or t0)
         status = str(u.get("status"))
         col = _STATUS_COLOURS.get(status, "#d62728")
         dl = devices[cid]

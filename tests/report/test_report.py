@@ -348,6 +348,42 @@ def test_summary_matches_input(built):
     assert s["malformed_lines"] == 8
 
 
+def test_summary_counts_each_payload_once_in_its_final_state(built, tmp_path):
+    """uploads.jsonl holds one record per attempt per window; the summary counts payloads."""
+    import shutil
+
+    from testbed.report import load_run, summarize
+
+    root, recs, _ = built
+    copy = tmp_path / "RUN"
+    shutil.copytree(root, copy)
+    ups = recs["baseline"]["uploads"]
+    multi = [u for u in ups if u["passes_used"] > 1]
+    assert multi
+    rows = []
+    for u in ups:
+        if u in multi:  # the attempt in the first window, written when that window closed;
+            # nothing had been reported on the air yet, so its first_tx_s is the window's end
+            rows.append(
+                {
+                    **u,
+                    "status": "incomplete",
+                    "accepted_s": None,
+                    "upload_time_s": None,
+                    "passes_used": 0,
+                    "first_tx_s": u["window_los_s"] + 500.0,
+                }
+            )
+        rows.append(u)
+    _write_jsonl(copy / "baseline" / "uploads.jsonl", rows)
+    a = summarize(load_run(copy))["algorithms"]["baseline"]
+    assert a["uploads"] == len(ups) and a["upload_records"] == len(ups) + len(multi)
+    assert a["uploads_accepted"] == sum(u["status"] == "accepted" for u in ups)
+    assert a["uploads_multi_pass"] == len(multi)
+    assert a["uplink_bytes"] == sum(u["size_bytes"] for u in ups)
+    assert sum(a["passes_used"].values()) == len(ups) and "0" not in a["passes_used"]
+
+
 def test_link_settings_and_capacities_side_by_side(built):
     _, recs, res = built
     for name, r in recs.items():

@@ -8,8 +8,9 @@
                        status                                  ─► Deframer ─► CrcCheck ─► out
 
 Message ports: ``in`` (PDU: meta with ``tx_time`` . u8 payload; or the sender's ``advance``
-promise), ``out`` (delivered PDUs and safe-time markers), ``status`` (one report per PDU once
-its last byte is framed).
+promise), ``out`` (delivered PDUs and safe-time markers), ``status`` (one report per LDPC
+frame once it is scheduled — its MODCOD, interval and the PDUs it carries — and clock markers:
+every frame starting before T has been reported; docs/protocol.md).
 
 Hardware in the loop: the four impairment stages are the only part that stands for the radio
 channel. :attr:`LinkChannel.impairments` lists them; for an SDR, build the hier block with

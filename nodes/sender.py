@@ -581,7 +581,11 @@ class SenderDriver:
             self._pump(0.0)
             if self._step(end):
                 continue
-            if self.now >= end or self.now == INF:
+            if self.now == INF:
+                break
+            if self.now >= end and self._feedback_known(end) and self._status_known(end):
+                # every event up to the deadline has arrived and been applied: the record
+                # taken now does not depend on how fast the link's events came in
                 break
             if self._fb_horizon > end and self._status_known(end):
                 # nothing can happen before the deadline any more

@@ -11,7 +11,7 @@ from nodes import store as store_mod
 from nodes.inbox import AcceptedInbox
 from nodes.payload import manifest_for, new_transfer_id
 from nodes.receiver import ReceiverConfig, ReceiverEngine
-from nodes.sender import Delivery, SenderDriver, SenderEngine
+from nodes.sender import Delivery, Horizon, SenderDriver, SenderEngine, TxReport
 from nodes.simlink import SimLinkParams, SimulatedLink
 from nodes.store import ReceiverStore
 from nodes.wire import (
@@ -228,3 +228,44 @@ def test_inbox_rejects_crafted_headers(tmp_path):
     st.commit(p, 1.0)
     inbox = AcceptedInbox(tmp_path)
     assert inbox.poll() == [] and inbox.counters["rejected"] == 1
+
+
+class _ModemLink(SimulatedLink):
+    """The same link, with the emulator's reporting: a frame is reported only once the modem's
+    clock reaches its start (the modem runs to the sender's promise, and on while frames follow
+    back to back), with a status horizon to match; and everything reaches the sender ``lag``
+    polls late, as through a busy machine (the emulated times are all untouched)."""
+
+    def __init__(self, *a, lag: int, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.lag = lag
+        self._held: list[TxReport] = []
+        self._line: list[list] = []
+
+    def poll(self, wall_timeout_s):
+        evs = super().poll(wall_timeout_s)
+        self._held += [e for e in evs if isinstance(e, TxReport)]
+        clock = self._promise  # the modem runs to the promise, and on while it has frames
+        ready = []
+        while self._held and self._held[0].at <= clock:
+            ready.append(self._held.pop(0))
+            clock = max(clock, ready[-1].tx_end_s)
+        rest = [e for e in evs if isinstance(e, Delivery) or getattr(e, "kind", "") == "feedback"]
+        self._line.append([*ready, *rest, Horizon("status", clock)])
+        return self._line.pop(0) if len(self._line) > self.lag else []
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3, 8])
+def test_a_record_at_the_deadline_holds_every_frame_sent_before_it(tmp_path, lag):
+    # A transfer frozen at LOS returns at its deadline; the record it leaves (frames, passes,
+    # first transmission) must hold the report of every frame sent before then, however late
+    # those reports come in. Before the fix, run() returned at once when frozen past the
+    # deadline, and the record missed the frames still queued in the modem, or all of them.
+    w = [(0.0, 0.5), (10.0, 20.0)]
+    data = os.urandom(120_000)
+    link = _ModemLink(_rx(tmp_path), SimLinkParams(up_rate_bps=1e6, windows=tuple(w)), lag=lag)
+    eng = SenderEngine(bytes(16), manifest_for(data, "c1", 1, 1000), data)
+    r = SenderDriver(eng, link, link.sender_config(), windows=w).run(deadline_s=w[0][1])
+    assert r.status == "incomplete" and link.counters["up_sent"] > 0
+    assert r.frames == link.counters["up_sent"]  # the model builds one frame per PDU
+    assert r.passes_used == 1 and r.first_tx_s == 0.0

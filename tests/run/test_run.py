@@ -338,6 +338,9 @@ def test_ctrl_c_stops_everything(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a suite started in the background (`make test &`) inherits
+        # SIGINT ignored, and Python would keep ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         end = time.monotonic() + 240

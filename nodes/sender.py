@@ -336,6 +336,7 @@ class UploadRecord:
     modcods: dict[str, int] = field(default_factory=dict)
     predicted_shannon_s: float | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    already_accepted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -406,6 +407,10 @@ class SenderDriver:
         if i >= 0 and self.windows[i][0] <= t < self.windows[i][1]:
             return i
         return None
+
+    def _last_los(self) -> float:
+        """The end of the last contact window (∞ without windows)."""
+        return self.windows[-1][1] if self.windows else INF
 
     def _next_aos(self, t: float) -> float | None:
         """The earliest time ≥ t inside a window (None: past the last window)."""
@@ -576,14 +581,12 @@ class SenderDriver:
         self._wall_last_event = wall0
         end = INF if deadline_s is None else float(deadline_s)
         while not self.e.done:
-            if self.now == INF:
-                break  # past the last window
             self._pump(0.0)
-            if self._step(end):
+            # Past the last window nothing more is sent: what happened up to its LOS settles
+            settle = end if self.now != INF else min(end, self._last_los())
+            if self._step(settle):
                 continue
-            if self.now == INF:
-                break
-            if self.now >= end and self._feedback_known(end) and self._status_known(end):
+            if self.now >= settle and self._feedback_known(settle) and self._status_known(settle):
                 # every event up to the deadline has arrived and been applied: the record
                 # taken now does not depend on how fast the link's events came in
                 break
@@ -601,7 +604,7 @@ class SenderDriver:
                     self.now - self.first_tx,
                 )  # fmt: skip
                 break
-            self._promise(end)
+            self._promise(settle)
             if not self._pump(1.0):
                 idle = time.monotonic() - self._wall_last_event
                 if idle > self.cfg.peer_timeout_wall_s:
@@ -642,7 +645,10 @@ class SenderDriver:
         # (A report is itself the status up to its time: reports arrive in frame order.)
         if not self._feedback_known(t) or (kind != "report" and not self._status_known(t)):
             return False
-        if t > end:
+        if t >= end:
+            # events at the deadline itself belong to the next run: whether an event exactly at
+            # it has arrived yet is a matter of wall timing, so a record at the deadline holds
+            # exactly the events before it
             return False
         if kind == "report":
             _, _, rep = heapq.heappop(self._reports)
@@ -697,7 +703,8 @@ class SenderDriver:
             bounds.append(dl)
         if self.e.has_work():
             bounds.append(self._credit_bound())
-        p = max(self.now, min(bounds))
+        # past the last window (now = ∞) nothing is sent again: promise up to the settle point
+        p = max(self.now, min(bounds)) if self.now != INF else end
         if math.isfinite(p) and p > self._promised:
             self._promised = p
             self.link.advance(p)
@@ -772,7 +779,10 @@ class SenderDriver:
             res.accepted_s if res is not None and res.status is FinishedStatus.ACCEPTED else None
         )
         first = self.first_tx if self.first_tx is not None else self.now
-        up = (accepted - first) if accepted is not None and accepted == accepted else None
+        # the receiver had committed this transfer before it began (the same file sent
+        # again): accepted, but nothing was uploaded, so there is no upload time
+        already = accepted is not None and accepted < first
+        up = (accepted - first) if accepted is not None and not already else None
         mods: dict[str, int] = {}
         bits = 0
         air = 0.0
@@ -806,4 +816,5 @@ class SenderDriver:
             modcod_rate_bps=rate_air / air if rate_air > 0 and air > 0 else None,
             modcods=mods,
             stats=dict(self.e.stats, malformed_feedback=self.malformed_feedback),
+            already_accepted=already,
         )

@@ -195,6 +195,16 @@ class BurstScheduler(BurstStage):
         return self._free_s
 
     @property
+    def clock_s(self) -> float:
+        """The latest clock marker's time: every frame starting before it was reported [s]."""
+        return self._next_start_s
+
+    @property
+    def promise_s(self) -> float:
+        """The senders' promise: no PDU with an earlier ``tx_time`` will be queued [s]."""
+        return self._promise
+
+    @property
     def waiting_for_promise(self) -> bool:
         """True while a frame waits for the sender's promise (more data or ``advance``)."""
         with self._clock_lock:

@@ -100,6 +100,10 @@ class Emulator:
         s["in_flight"] = cls.in_flight(lp)
         free = lp.channel.scheduler.free_time_s
         s["link_free_s"] = free if math.isfinite(free) else 0.0
+        promise = lp.channel.scheduler.promise_s
+        s["promise_s"] = promise if math.isfinite(promise) else 0.0
+        clock = lp.channel.scheduler.clock_s
+        s["clock_s"] = clock if math.isfinite(clock) else 0.0
         s.update({f"out_{k}": v for k, v in lp.out.stats().items()})
         s.update({f"status_{k}": v for k, v in lp.status.stats().items()})
         return s

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import secrets
 import threading
 import time
 from collections import Counter
@@ -106,11 +107,14 @@ class EmulatorSenderLink:
         self._poller = zmq.Poller()
         self._poller.register(self._status, zmq.POLLIN)
         self._poller.register(self._fb, zmq.POLLIN)
-        self._seq = itertools.count(1)
+        # Sequence numbers from a random base: reports of an earlier session's PDUs still in
+        # the modem (an interrupted transfer) never match this session's
+        self._seq = itertools.count(1 + (secrets.randbits(31) << 16))
         self._frames: dict[int, tuple[str, float, float, int]] = {}
         self.promised_s = -math.inf
         self.counters: Counter[str] = Counter()
         self.last_stats: dict[str, Any] | None = None
+        self._injected: list[TxReport | Delivery | Horizon] = []
 
     def send(self, data: bytes, tx_time_s: float) -> int:
         seq = next(self._seq)
@@ -127,7 +131,10 @@ class EmulatorSenderLink:
             self._push.send(encode_pdu({KEY_CMD: "advance", KEY_TX_TIME: float(t_s)}, b""))
 
     def poll(self, wall_timeout_s: float) -> list[TxReport | Delivery | Horizon]:
-        out: list[TxReport | Delivery | Horizon] = []
+        out: list[TxReport | Delivery | Horizon] = self._injected
+        self._injected = []
+        if out:
+            wall_timeout_s = 0.0
         events = dict(self._poller.poll(int(wall_timeout_s * 1000)))
         while events:
             if self._status in events:
@@ -191,6 +198,31 @@ class EmulatorSenderLink:
         """Ask the emulator for this link's counters (answered on ``status``)."""
         self.last_stats = None
         self._push.send(encode_pdu({KEY_CMD: "stats", KEY_SRC: self.src}, b""))
+
+    def link_clock(self, timeout_wall_s: float = 10.0) -> float:
+        """The emulated time this link has reached [s]: the later of when its modem is next
+        free and what its senders promised (a transfer joining a running emulator starts
+        there). Asks the emulator for its counters; events that arrive meanwhile belong to
+        earlier transfers and are dropped. Raises :class:`TimeoutError` without an answer."""
+        self.request_stats()
+        end = time.monotonic() + timeout_wall_s
+        while self.last_stats is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"no answer from the emulator's link within {timeout_wall_s:g} s (wall); "
+                    "is `testbed channel serve` running with this link?"
+                )
+            stale = self.poll(min(left, 0.5))
+            self.counters["stale_event"] += sum(1 for e in stale if not isinstance(e, Horizon))
+        st = self.last_stats
+        clock = st.get("clock_s")
+        if isinstance(clock, int | float) and math.isfinite(clock):
+            # the clock marker the emulator published before this session (to the earlier
+            # senders): a marker comes only when the clock advances, so it is handed on here
+            self._injected.append(Horizon("status", float(clock)))
+        vals = [st.get("link_free_s"), st.get("promise_s")]
+        return max((float(v) for v in vals if isinstance(v, int | float)), default=0.0)
 
     def close(self) -> None:
         for s in (self._push, self._status, self._fb):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -173,12 +174,15 @@ def send_file(
     deadline_s: float | None,
     credit: int = 32,
     on_wait: Any = None,
+    on_join: Any = None,
 ) -> dict[str, Any]:
     """Send one file through the emulator; returns the upload record as a dict.
 
     ``lc`` is the uplink's :class:`flowgraphs.config.LinkConfig`: its geometry gives the
     Shannon references (``predicted_shannon_s``, :func:`nodes.link_profile.capacity_fields`),
-    its modem settings the sender's timers.
+    its modem settings the sender's timers. The transfer starts at ``start_s`` or, on an
+    emulator whose link is already past it (earlier transfers), at the link's clock
+    (``on_join(t_link)`` is called then): emulated time never runs backwards on a link.
     """
     from channel import time_to_deliver_s
     from nodes.link_profile import capacity_fields, sender_config
@@ -187,10 +191,23 @@ def send_file(
     from nodes.zmq_link import EmulatorSenderLink
 
     data = path.read_bytes()
+    # the transfer id depends on the requested start, not on the link's clock: the same file
+    # sent again is recognised by the receiver as the same transfer
     m = manifest_for(data, sender, round_, fragment_size, name=path.name, created_s=start_s)
     link_obj = EmulatorSenderLink(up, down, src=sender)
     geo = lc.geometry()
+    drv = None
     try:
+        try:
+            t_link = link_obj.link_clock()
+        except TimeoutError as e:
+            raise UserError(f"{up.in_addr}: {e}") from None
+        if t_link > 0.0 and t_link >= start_s:
+            # just after it: the link's safe time and clock then advance with this transfer's
+            # first PDU, and their markers (sent only when they advance) reach this session
+            start_s = t_link + 1e-6
+            if on_join is not None:
+                on_join(start_s)
         drv = SenderDriver(
             SenderEngine(derived_transfer_id(m), m, data),
             link_obj,
@@ -200,9 +217,12 @@ def send_file(
             on_wait=on_wait,
         )
         rec = drv.run(deadline_s=deadline_s).to_dict()
-        # tell the emulator nothing more comes (frames waiting for a promise go out)
-        link_obj.advance(max(drv.now, rec["first_tx_s"]) + 1.0)
     finally:
+        if drv is not None:
+            # tell the emulator nothing more comes from here, also after an interrupt (a frame
+            # waiting for a promise would hold the link for the next transfer)
+            ts = [t for t in (drv.now, drv.first_tx, start_s) if t is not None and math.isfinite(t)]
+            link_obj.advance(max(ts) + 1.0)
         link_obj.close()
     rec["link"] = lc.id
     rec["predicted_shannon_s"] = time_to_deliver_s(geo, rec["first_tx_s"], len(data))
@@ -359,6 +379,14 @@ def _send_impl(args: argparse.Namespace) -> int:
 
         if not args.json and start < windows[0][0] + 1e-9 and args.start_s is None:
             sys.stderr.write(f"send: first AOS at t = {start:.1f} s (emulated); sending\n")
+
+        def on_join(t_link: float) -> None:
+            if not args.json:
+                sys.stderr.write(
+                    f"send: the link's clock is already at t = {t_link:.3f} s (earlier "
+                    "transfers on this emulator); starting there\n"
+                )
+
         rec = send_file(
             path,
             lc,
@@ -372,6 +400,7 @@ def _send_impl(args: argparse.Namespace) -> int:
             args.deadline_s,
             credit=args.credit,
             on_wait=on_wait,
+            on_join=on_join,
         )
     finally:
         for p in reversed(procs):
@@ -396,6 +425,12 @@ def _send_impl(args: argparse.Namespace) -> int:
 
 def _summary(rec: dict[str, Any]) -> str:
     up_t = rec["upload_time_s"]
+    if rec.get("already_accepted"):
+        return (
+            f"accepted: {rec['size_bytes']} B were already on the receiver (committed at "
+            f"t = {rec['accepted_s']:.3f} s, before this send began); nothing uploaded, "
+            f"confirmed at t = {_fmt_s(rec.get('confirmed_s'))} ({rec['wall_s']:.2f} s wall)\n"
+        )
     lines = [
         f"{rec['status']}: {rec['size_bytes']} B in "
         f"{'n/a' if up_t is None else f'{up_t:.3f} s'} emulated ({rec['wall_s']:.2f} s wall), "

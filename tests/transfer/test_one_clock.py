@@ -52,6 +52,15 @@ def _emulated(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in WALL_FIELDS}
 
 
+def _send_json(f: Path) -> dict:
+    r = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "send", str(f), "--json"], cwd=REPO,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
 def _accepted_bytes(rdir: Path) -> list[bytes]:
     return [p.read_bytes() for p in sorted((rdir / "accepted").glob("*.safetensors"))]
 
@@ -167,8 +176,28 @@ def test_serve_receive_send_with_default_flags_delivers_a_small_file_in_its_firs
             [sys.executable, "-m", "testbed.cli", "send", str(f)], cwd=REPO,
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
+        # The same emulator keeps serving: the same file again is answered from the
+        # receiver's record; a send interrupted mid-transfer does not wedge the link for the
+        # next one (each later send starts at the link's clock, never before it).
+        again = _send_json(f)
+        big = tmp_path / "big.bin"
+        big.write_bytes(random.Random(4).randbytes(2_000_000))
+        cut = _popen_cli("send", str(big), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(cut)
+        assert "sending" in cut.stderr.readline()
+        time.sleep(2.0)  # mid-transfer (2 MB takes far longer)
+        cut.send_signal(signal.SIGINT)
+        assert cut.wait(timeout=30) == 130
+        other = tmp_path / "other.bin"
+        other_data = random.Random(5).randbytes(5_000)
+        other.write_bytes(other_data)
+        after = _send_json(other)
     finally:
         _stop(procs)
+    assert again["status"] == "accepted" and again["already_accepted"] is True
+    assert again["upload_time_s"] is None and again["accepted_s"] < again["first_tx_s"]
+    assert after["status"] == "accepted" and not after["already_accepted"]
+    assert after["first_tx_s"] > again["confirmed_s"] and after["upload_time_s"] > 0
     assert r.returncode == 0, r.stderr[-2000:]
     geo = default_link_geometry()
     w = contact_windows(geo.orbit, geo.site, 0.0, 86400.0, geo.params.min_elevation_deg)[0]
@@ -176,4 +205,4 @@ def test_serve_receive_send_with_default_flags_delivers_a_small_file_in_its_firs
     assert f"first AOS at t = {w.aos_s:.1f} s" in r.stderr
     assert r.stdout.startswith(f"accepted: {len(data)} B in ")
     assert "1 pass(es)" in r.stdout  # within the pass it started in
-    assert _accepted_bytes(rdir) == [data]
+    assert sorted(_accepted_bytes(rdir)) == sorted([data, other_data])

@@ -817,6 +817,11 @@ def _check_out(run_dir: Path, out: Path) -> None:
         raise UserError(f"{out}: would overwrite the run's own files; choose another --out")
     if o.is_relative_to(r) and any(o.is_relative_to(s) for s in algorithm_dirs(run_dir)):
         raise UserError(f"{out}: inside an algorithm run directory; choose another --out")
+    if o.exists() and not o.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    if o.is_dir() and any(o.iterdir()):
+        # an earlier replay's receivers would answer its payloads from their records
+        raise UserError(f"{out}: not empty (an earlier replay or sweep?); choose another --out")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:

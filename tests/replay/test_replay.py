@@ -221,9 +221,17 @@ def test_sweep_writes_json_and_plot(run_dir: Path, tmp_path: Path) -> None:
         (["replay", "{run}", "--algorithm", "emsfl"], "no algorithm"),
         (["sweep", "{run}", "--grid", "link.bogus=1,2"], "link.bogus"),
         (["sweep", "{run}"], "--grid"),
+        # an earlier replay's receivers would answer from their records: never reused
+        (["replay", "{run}", "--out", "{run}/baseline/.."], "would overwrite"),
+        (["replay", "{run}", "--out", "{run}/baseline/scenario.toml"], "algorithm run"),
+        (["replay", "{run}", "--out", "{nonempty}"], "not empty"),
+        (["replay", "{run}", "--out", "{nonempty}/f"], "not a directory"),
     ],
 )
-def test_bad_input_is_one_line(run_dir: Path, args: list[str], needle: str) -> None:
-    r = run_cli(*[a.replace("{run}", str(run_dir)) for a in args])
+def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    full = tmp_path / "used"
+    full.mkdir()
+    (full / "f").write_text("x")
+    r = run_cli(*[a.replace("{run}", str(run_dir)).replace("{nonempty}", str(full)) for a in args])
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,9 @@ def _open_socket(
         sock.setsockopt(k, v)
     try:
         if bind:
+            if address.startswith("ipc://") and _ipc_in_use(address[len("ipc://") :]):
+                # ZeroMQ would silently take the path over from the process listening there
+                raise zmq.ZMQError(zmq.EADDRINUSE, "in use by another process")
             sock.bind(address)
         else:
             sock.connect(address)
@@ -59,6 +63,21 @@ def _open_socket(
         ctx.term()
         raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
     return ctx, sock
+
+
+def _ipc_in_use(path: str) -> bool:
+    """True if a process listens on the Unix socket ``path`` (a stale file refuses)."""
+    if not Path(path).is_socket():
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
 
 
 def _close_socket(ctx: zmq.Context, sock: zmq.Socket, address: str, bound: bool) -> None:

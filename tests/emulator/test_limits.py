@@ -270,3 +270,28 @@ def test_realtime_wait_ends_on_stop():
 def test_per_rejects_bad_arguments_in_one_line(args, flag):
     r = run_cli("channel", "per", "--frames", "1", "--esn0-db", "10", *args)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and flag in r.stderr
+
+
+def test_an_ipc_endpoint_in_use_is_refused_and_a_stale_one_reused(tmp_path):
+    # ZeroMQ would take an ipc path over silently from the process listening there (a second
+    # `channel serve` made the first unreachable); a file a killed process left is reused.
+    import socket
+
+    import zmq
+
+    from flowgraphs.zmq_pdu import _close_socket, _open_socket
+
+    addr = f"ipc://{tmp_path}/in"
+    ctx, sock = _open_socket(zmq.PULL, addr, True, {})
+    try:
+        with pytest.raises(ValueError, match="in use"):
+            _open_socket(zmq.PULL, addr, True, {})
+        assert (tmp_path / "in").is_socket()  # the first still owns it
+    finally:
+        _close_socket(ctx, sock, addr, True)
+    assert not (tmp_path / "in").exists()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "in"))  # bound, never listening, then closed: a stale file
+    stale.close()
+    ctx, sock = _open_socket(zmq.PULL, addr, True, {})
+    _close_socket(ctx, sock, addr, True)

@@ -467,6 +467,8 @@ def load_config(path: str | Path) -> EmulatorConfig:
         data = tomllib.loads(p.read_text())
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from e
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text (is it a TOML file?)") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from e
     return parse_config(data, str(p))

@@ -97,6 +97,11 @@ def test_pass_from_tle_file(cli, tmp_path):
         (("link", "pass", "--tle", "/nonexistent.tle"), "cannot read"),
         (("link", "pass", "--epoch", "yesterday"), "ISO-8601"),
         (("link", "pass", "--altitude-km", "-10"), "altitude"),
+        (("link", "pass", "--seed", "-1"), "--seed"),
+        (("link", "pass", "--plot", "x.xyz"), ".png"),
+        (("link", "pass", "--plot", "/tmp"), ".png"),
+        (("channel", "per", "--plot", "f.pdf"), ".png"),
+        (("learn", "--plot", "acc.txt"), ".png"),
         (
             (
                 "link",

@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Any
 
-from testbed.commands.link import finite_number
+from testbed.commands.link import finite_number, png_path
 from testbed.errors import UserError
 
 __all__ = ["format_bench_markdown", "register"]
@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     f.add_argument("--rolloff", type=float, default=0.05, help="RRC roll-off α")
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--json", action="store_true", help="JSON on stdout")
-    f.add_argument("--plot", metavar="FILE.png", help="write the curves to a PNG")
+    f.add_argument("--plot", metavar="FILE.png", type=png_path, help="write the curves to a PNG")
     f.set_defaults(func=_per)
 
 

@@ -58,6 +58,26 @@ def finite_number(text: str) -> float:
     return v
 
 
+def png_path(text: str) -> str:
+    """argparse type: a PNG file to write (``*.png``, not a directory)."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"is a directory: {text!r}")
+    return text
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, 0 ≤ seed < 2³²."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in 0..4294967295, got {text!r}")
+    return v
+
+
 def add_link_params_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--name`` option per :class:`channel.LinkParams` field (defaults shared)."""
     from channel.link_budget import LinkParams
@@ -349,7 +369,7 @@ def add_orbit_args(p: argparse.ArgumentParser) -> None:
         "--phase-deg", type=finite_number, default=0.0, help="argument of latitude at epoch"
     )
     g.add_argument("--epoch", default="2026-01-01T00:00:00Z", help="emulated t=0 (ISO-8601 UTC)")
-    g.add_argument("--seed", type=int, default=0, help="shadowing/rain realisation seed")
+    g.add_argument("--seed", type=seed_int, default=0, help="shadowing/rain realisation seed")
 
 
 def register(sub: Any) -> None:
@@ -382,7 +402,9 @@ def register(sub: Any) -> None:
     add_orbit_args(ps)
     ps.add_argument("--hours", type=finite_number, default=24.0, help="search horizon [h]")
     ps.add_argument("--json", action="store_true")
-    ps.add_argument("--plot", metavar="FILE.png", help="plot one pass (highest by default)")
+    ps.add_argument(
+        "--plot", metavar="FILE.png", type=png_path, help="plot one pass (highest by default)"
+    )
     ps.add_argument("--pass-index", type=int, help="which window to plot")
     add_link_params_args(ps)
     ps.set_defaults(func=_pass)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from testbed.commands.link import png_path
+
 __all__ = ["format_replay", "format_sweep", "register"]
 
 
@@ -166,7 +168,7 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--algorithm", metavar="A", help="sweep only this algorithm's run")
     s.add_argument("--out", metavar="DIR", help="output directory")
-    s.add_argument("--plot", metavar="FILE.png", help="write the plot here")
+    s.add_argument("--plot", metavar="FILE.png", type=png_path, help="write the plot here")
     s.add_argument("--drain", action="store_true", help="as for replay")
     s.add_argument("--json", action="store_true", help="print sweep.json's content")
     s.set_defaults(func=_sweep)

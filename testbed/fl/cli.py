@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from testbed.commands.link import png_path
 from testbed.errors import UserError
 from testbed.fl.config import ALGORITHMS, MAX_THREADS, FLConfig
 
@@ -46,7 +47,9 @@ def register(sub) -> None:
         "docs/learning.md, Determinism",
     )
     p.add_argument("--json", action="store_true", help="write the result as JSON to stdout")
-    p.add_argument("--plot", metavar="FILE.png", help="plot accuracy per cycle to FILE.png")
+    p.add_argument(
+        "--plot", metavar="FILE.png", type=png_path, help="plot accuracy per cycle to FILE.png"
+    )
     p.set_defaults(func=run)
 
 

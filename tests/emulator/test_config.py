@@ -108,3 +108,12 @@ def test_bad_schedule_names_the_key(tmp_path, body, key):
     f.write_text(f'[[link]]\nid = "c1"\n[link.schedule]\n{body}\n')
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load_config(f)
+
+
+def test_a_binary_config_file_is_a_one_line_error(tmp_path):
+    from flowgraphs.config import ConfigError, load_config
+
+    p = tmp_path / "bin.toml"
+    p.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(p)

@@ -32,6 +32,7 @@ Nothing under the run directory is modified except the new ``replays/<name>/`` (
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -177,6 +178,22 @@ def _command_starts(events: list[dict[str, Any]]) -> dict[tuple[int, str, str], 
     return out
 
 
+def _payload_mismatch(path: Path, rec: dict[str, Any]) -> str | None:
+    """Why the payload file is not the one the record describes (None: it is)."""
+    if not path.is_file():
+        return "is not a regular file"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    size, digest = rec.get("size_bytes"), rec.get("sha256")
+    if isinstance(size, int) and len(data) != size:
+        return f"has {len(data)} bytes, its record {size}"
+    if isinstance(digest, str) and hashlib.sha256(data).hexdigest() != digest:
+        return "differs from its record (sha256)"
+    return None
+
+
 def load_recorded(sub: Path) -> RecordedRun:
     """Read one algorithm run (``RUN/<algorithm>/``) for replay; reads, never writes.
 
@@ -204,6 +221,10 @@ def load_recorded(sub: Path) -> RecordedRun:
     for name, rec in final.items():
         if name not in files:
             log.warning("%s: payload %s has a record but no file; not replayed", sub, name)
+            continue
+        why = _payload_mismatch(pdir / name, rec)
+        if why:
+            log.warning("%s: payload %s %s; not replayed", sub, name, why)
             continue
         payloads[name] = RecordedPayload(
             name,

@@ -235,3 +235,27 @@ def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, args: list[str], n
     r = run_cli(*[a.replace("{run}", str(run_dir)).replace("{nonempty}", str(full)) for a in args])
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+@pytest.mark.integration
+def test_payloads_that_differ_from_their_record_are_not_replayed(
+    run_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("replays", "sweeps"))
+    pdir = copy / "baseline" / "payloads"
+    names = sorted(p.name for p in pdir.glob("*.safetensors"))
+    assert len(names) == 4
+    (pdir / names[0]).write_bytes(b"\x00" * 10)  # truncated / replaced
+    data = bytearray((pdir / names[1]).read_bytes())
+    data[-1] ^= 1  # same size, one bit flipped
+    (pdir / names[1]).write_bytes(bytes(data))
+    (pdir / names[2]).unlink()
+    (pdir / names[2]).mkdir()  # a directory in its place
+    with caplog.at_level("WARNING"):
+        rec = load_recorded(copy / "baseline")
+    assert set(rec.payloads) == {names[3]}
+    text = caplog.text
+    assert "bytes, its record" in text and "sha256" in text and "not a regular file" in text

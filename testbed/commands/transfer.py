@@ -87,6 +87,11 @@ def _receive(args: argparse.Namespace) -> int:
 
     threading.Thread(target=periodic, daemon=True).start()
     log.info("receiver on %s → replies to %s; dir %s", up.out_addr, down.in_addr, args.dir)
+    if not args.json:
+        sys.stderr.write(
+            f"receive: listening on {up.out_addr}, replying on {down.in_addr}; accepted files "
+            f"go to {Path(args.dir) / 'accepted'} (Ctrl-C stops)\n"
+        )
     counters = serve_receiver(
         engine, up.out_addr, down.in_addr, down.status_addr, node_id=args.node_id, stop=stop
     )

@@ -69,7 +69,12 @@ def _receive(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise UserError(str(e)) from e
-    store = ReceiverStore(args.dir)
+    try:
+        store = ReceiverStore(args.dir)
+    except OSError as e:
+        raise UserError(
+            f"--dir {args.dir}: cannot use it as a receiver directory: {e.strerror}"
+        ) from None
     engine = ReceiverEngine(store, cfg)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -467,6 +472,13 @@ def _positive(text: str) -> float:
     return v
 
 
+def _positive_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {text!r}")
+    return v
+
+
 def _nonneg_int(text: str) -> int:
     try:
         v = int(text)
@@ -534,10 +546,10 @@ def register(sub: Any) -> None:
     r.add_argument("--dir", required=True, help="receiver directory (accepted/ inside)")
     r.add_argument("--link", default="c1", help="uplink id (replies go to <link>-down)")
     r.add_argument("--node-id", default="satellite")
-    r.add_argument("--max-payload-mb", type=float, default=64.0)
+    r.add_argument("--max-payload-mb", type=_positive, default=64.0)
     r.add_argument(
         "--frame-bytes",
-        type=int,
+        type=_positive_int,
         default=8192 + 128,
         help="largest message accepted (default fits the largest fragment)",
     )
@@ -554,7 +566,7 @@ def register(sub: Any) -> None:
     s.add_argument("--fragment-size", type=int, default=1024, help="payload bytes per fragment")
     s.add_argument("--credit", type=_credit, default=32, help="PDUs in the modem at most")
     s.add_argument("--start-s", type=finite_number, help="emulated start (default: first AOS)")
-    s.add_argument("--deadline-s", type=finite_number, help="give up at this emulated time")
+    s.add_argument("--deadline-s", type=_positive, help="give up at this emulated time [s, > 0]")
     s.add_argument("--horizon-h", type=_positive, default=24.0, help="contact windows to use [h]")
     s.add_argument(
         "--start-emulator",

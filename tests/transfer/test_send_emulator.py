@@ -87,6 +87,25 @@ def test_send_bad_input_is_one_line(cli, tmp_path):
     f.write_bytes(b"x")
     r = cli("send", str(f), "--fragment-size", "5")
     assert r.returncode == 2 and "--fragment-size" in r.stderr
+    r = cli("send", str(f), "--deadline-s=-5")
+    assert r.returncode == 2 and "--deadline-s" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--dir", "{file}"], "receiver directory"),
+        (["--dir", "{tmp}/rx", "--max-payload-mb=-1"], "--max-payload-mb"),
+        (["--dir", "{tmp}/rx", "--max-payload-mb", "nan"], "--max-payload-mb"),
+        (["--dir", "{tmp}/rx", "--frame-bytes", "0"], "--frame-bytes"),
+    ],
+)
+def test_receive_bad_input_is_one_line(cli, tmp_path, args, needle):
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"x")
+    r = cli("receive", *[a.replace("{file}", str(f)).replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_sigterm_stops_the_emulator_and_receiver_and_removes_the_temp_dir(tmp_path):

@@ -98,6 +98,8 @@ def test_pass_from_tle_file(cli, tmp_path):
         (("link", "pass", "--epoch", "yesterday"), "ISO-8601"),
         (("link", "pass", "--altitude-km", "-10"), "altitude"),
         (("link", "pass", "--seed", "-1"), "--seed"),
+        (("link", "budget", "--path-loss-db", "-10"), "--path-loss-db"),
+        (("link", "budget", "--window-s", "-5"), "--window-s"),
         (("link", "pass", "--plot", "x.xyz"), ".png"),
         (("link", "pass", "--plot", "/tmp"), ".png"),
         (("channel", "per", "--plot", "f.pdf"), ".png"),

@@ -58,6 +58,20 @@ def finite_number(text: str) -> float:
     return v
 
 
+def number_in(lo: float, hi: float, open_lo: bool = False) -> Any:
+    """argparse type factory: a finite float in [lo, hi] (or (lo, hi] with ``open_lo``)."""
+
+    def parse(text: str) -> float:
+        v = finite_number(text)
+        if v < lo or v > hi or (open_lo and v == lo):
+            raise argparse.ArgumentTypeError(
+                f"must be in {'(' if open_lo else '['}{lo:g}, {hi:g}], got {text!r}"
+            )
+        return v
+
+    return parse
+
+
 def png_path(text: str) -> str:
     """argparse type: a PNG file to write (``*.png``, not a directory)."""
     if not text.lower().endswith(".png"):
@@ -382,7 +396,9 @@ def register(sub: Any) -> None:
         help="SNR and Shannon capacity for one geometry",
         description="SNR = P_t + G_t + G_r - L - N; C = B log2(1 + SNR).",
     )
-    b.add_argument("--path-loss-db", type=finite_number, help="large-scale loss L [dB] (e.g. 160)")
+    b.add_argument(
+        "--path-loss-db", type=number_in(0.0, 400.0), help="large-scale loss L [dB] (e.g. 160)"
+    )
     b.add_argument(
         "--slant-range-km", type=finite_number, help="compute L from range (default 600)"
     )
@@ -393,7 +409,10 @@ def register(sub: Any) -> None:
         help="elevation for the atmospheric loss (with --slant-range-km)",
     )
     b.add_argument(
-        "--window-s", type=finite_number, default=600.0, help="window for the bytes figure"
+        "--window-s",
+        type=number_in(0.0, 1e7, open_lo=True),
+        default=600.0,
+        help="window for the bytes figure [s]",
     )
     b.add_argument("--json", action="store_true", help="machine-readable output")
     add_link_params_args(b)

@@ -52,7 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument(
         "--bandwidth-hz", type=_positive, help="sub-channel B of the default link [Hz] (5e6)"
     )
-    b.add_argument("--modcod", default=None, help="fix the MODCOD (default: ACM at the best pass)")
+    b.add_argument(
+        "--modcod",
+        type=str.lower,
+        default=None,
+        help="fix the MODCOD (default: ACM at the best pass)",
+    )
     b.add_argument("--frames", type=_count, default=60, help="frames per link (default 60)")
     b.add_argument("--no-reference", action="store_true", help="skip the stock GNU Radio chain")
     b.add_argument("--json", action="store_true", help="JSON on stdout")
@@ -61,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     f = csub.add_parser(
         "per", help="frame error rate vs Es/N0 per MODCOD through the emulator vs reference"
     )
-    f.add_argument("--modcod", default="qpsk-1/2", help="a MODCOD name, or 'all'")
+    f.add_argument("--modcod", type=str.lower, default="qpsk-1/2", help="a MODCOD name, or 'all'")
     f.add_argument(
         "--esn0-db", metavar="LIST", help="comma-separated Es/N0 values [dB] (default: search)"
     )

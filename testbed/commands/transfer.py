@@ -523,7 +523,9 @@ def _add_link_args(p: argparse.ArgumentParser) -> None:
         "--rolloff", type=float, choices=ROLLOFFS, default=DEFAULT_ROLLOFF, help="RRC roll-off α"
     )
     g.add_argument("--sample-rate-hz", type=_positive, help="emulator f_s (default B)")
-    g.add_argument("--modcod", default="acm", help="'acm' or a MODCOD name, e.g. qpsk-1/2")
+    g.add_argument(
+        "--modcod", type=str.lower, default="acm", help="'acm' or a MODCOD name, e.g. qpsk-1/2"
+    )
     g.add_argument("--acm-margin-db", type=finite_number, default=1.0)
     g.add_argument(
         "--acm-prediction",

@@ -128,3 +128,16 @@ def test_malformed_tle_file_one_line_error(cli, tmp_path):
     assert r.returncode == 2
     assert "malformed" in r.stderr and str(tle) in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_python_dash_m_testbed_is_the_cli():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    r = subprocess.run(
+        [sys.executable, "-m", "testbed", "link", "pass", "--seed", "-1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--seed" in r.stderr

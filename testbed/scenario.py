@@ -586,8 +586,8 @@ def load_scenario(path_or_name: str | Path) -> Scenario:
 
     Parameters
     ----------
-    path_or_name : a path, or the name of a shipped scenario (no ``/`` and no ``.toml``:
-        ``"default"``, ``"gpu"``)
+    path_or_name : a path, or the name of a shipped scenario (no ``/``, no ``.toml``, and no
+        such file in the working directory: ``"default"``, ``"gpu"``)
 
     Raises
     ------
@@ -595,7 +595,12 @@ def load_scenario(path_or_name: str | Path) -> Scenario:
         and the dotted key
     """
     text_name = str(path_or_name)
-    if not isinstance(path_or_name, Path) and "/" not in text_name and ".toml" not in text_name:
+    if (
+        not isinstance(path_or_name, Path)
+        and "/" not in text_name
+        and ".toml" not in text_name
+        and not Path(text_name).is_file()  # a file in the working directory is taken as is
+    ):
         shipped = shipped_scenarios()
         if text_name not in shipped:
             raise ConfigError(

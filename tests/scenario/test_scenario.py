@@ -197,6 +197,16 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
         load_scenario("no-such-scenario")
 
 
+def test_a_bare_file_name_in_the_working_directory_is_a_file(tmp_path, monkeypatch) -> None:
+    from testbed.scenario import shipped_scenarios
+
+    text = (Path(__file__).resolve().parents[2] / "testbed/scenarios/default.toml").read_text()
+    (tmp_path / "mine.cfg").write_text(text.replace('name = "default"', 'name = "mine"', 1))
+    monkeypatch.chdir(tmp_path)
+    assert load_scenario("mine.cfg").name == "mine"
+    assert load_scenario("default").name == "default" and "default" in shipped_scenarios()
+
+
 def test_emulator_config_matches_link_geometry(tmp_path: Path) -> None:
     # Prepare
     s = load_scenario("default").with_overrides(["scenario.seed=7", "link.rain_probability=0.5"])

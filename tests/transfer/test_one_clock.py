@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from channel import contact_windows, default_link_geometry
-from tests.conftest import REPO
+from tests.conftest import REPO, default_sigint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -137,7 +137,10 @@ def test_receiver_paused_mid_transfer_changes_no_emulated_field(idle_send, tmp_p
 
 
 def _popen_cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "testbed.cli", *args], cwd=REPO, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli", *args], cwd=REPO, text=True,
+        preexec_fn=default_sigint, **kw,
+    )  # fmt: skip
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

@@ -165,7 +165,8 @@ def test_source_stops_reading_while_too_many_bursts_are_in_flight(tmp_path):
     assert src._sock.getsockopt(zmq.RCVHWM) == 16
     assert src._sock.getsockopt(zmq.MAXMSGSIZE) == 16384 + 65536
     tb = gr.top_block()
-    tb.msg_connect(src, "out", PduCollector(), "in")
+    sink = PduCollector()  # held: GNU Radio does not keep a Python block alive (segfault)
+    tb.msg_connect(src, "out", sink, "in")
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 0)

@@ -27,6 +27,7 @@ from gnuradio import gr
 
 from flowgraphs.burst_stage import CTL
 from flowgraphs.config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TX_TIME_S
+from flowgraphs.endpoints import ipc_path, remove_ipc_file
 from flowgraphs.pdu import KEY_CMD, KEY_TX_TIME, PduError, decode_pdu, encode_pdu, finite_float
 from flowgraphs.pmt_numpy import meta_to_pmt, u8_to_pmt
 
@@ -52,7 +53,8 @@ def _open_socket(
         sock.setsockopt(k, v)
     try:
         if bind:
-            if address.startswith("ipc://") and _ipc_in_use(address[len("ipc://") :]):
+            path = ipc_path(address)
+            if path is not None and _ipc_in_use(path):
                 # ZeroMQ would silently take the path over from the process listening there
                 raise zmq.ZMQError(zmq.EADDRINUSE, "in use by another process")
             sock.bind(address)
@@ -65,14 +67,14 @@ def _open_socket(
     return ctx, sock
 
 
-def _ipc_in_use(path: str) -> bool:
+def _ipc_in_use(path: Path) -> bool:
     """True if a process listens on the Unix socket ``path`` (a stale file refuses)."""
-    if not Path(path).is_socket():
+    if not path.is_socket():
         return False
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.settimeout(1.0)
-        s.connect(path)
+        s.connect(str(path))
     except OSError:
         return False
     finally:
@@ -85,13 +87,8 @@ def _close_socket(ctx: zmq.Context, sock: zmq.Socket, address: str, bound: bool)
     leaves it behind)."""
     sock.close()
     ctx.term()
-    if bound and address.startswith("ipc://"):
-        path = Path(address[len("ipc://") :])
-        try:
-            if path.is_socket():
-                path.unlink()
-        except OSError as e:
-            log.warning("could not remove %s: %s", path, e)
+    if bound:
+        remove_ipc_file(address)
 
 
 class ZmqPduSource(gr.basic_block):

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowgraphs.endpoints import remove_ipc_file
 from testbed.errors import EXIT_CHILD_FAILED, UserError
 from testbed.procs import die_with_parent
 
@@ -201,13 +202,7 @@ def _remove_ipc_files(scn: Any, token: str) -> None:
         for lid in (c.id, f"{c.id}-down"):
             addrs.extend(scn.link_endpoints(lid, token))
     for a in addrs:
-        if a.startswith("ipc://"):
-            path = Path(a[len("ipc://") :])
-            try:
-                if path.is_socket():
-                    path.unlink()
-            except OSError as e:
-                log.warning("could not remove %s: %s", path, e)
+        remove_ipc_file(a)
 
 
 def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -> dict[str, Any]:

@@ -104,17 +104,23 @@ def _unif(key, ctr):
     return ((w >> uint64(11)) + uint64(1)) * (1.0 / 9007199254740993.0)  # (0, 1]
 
 
+@njit(nogil=True, inline="always", cache=True)
+def _draw(key, ctr):
+    """One ziggurat draw from counter ``ctr``: (signed 32-bit value, layer, |value|)."""
+    w = _mix(key + ctr * uint64(0x9E3779B97F4A7C15))
+    hz = int32(uint32(w & uint64(0xFFFFFFFF)))
+    iz = int((w >> uint64(32)) & uint64(127))
+    ahz = -np.int64(hz) if hz < 0 else np.int64(hz)
+    return hz, iz, ahz
+
+
 @njit(nogil=True, cache=True)
 def _normals(key, n, out, kn, wn, fn, r):
-    g = uint64(0x9E3779B97F4A7C15)
     ctr = uint64(0)
     i = 0
     while i < n:
-        w = _mix(key + ctr * g)
+        hz, iz, ahz = _draw(key, ctr)
         ctr += uint64(1)
-        hz = int32(uint32(w & uint64(0xFFFFFFFF)))
-        iz = int((w >> uint64(32)) & uint64(127))
-        ahz = -np.int64(hz) if hz < 0 else np.int64(hz)
         if ahz < kn[iz]:
             out[i] = hz * wn[iz]
             i += 1
@@ -135,11 +141,8 @@ def _normals(key, n, out, kn, wn, fn, r):
             ctr += uint64(1)
             if fn[iz] + u * (fn[iz - 1] - fn[iz]) < math.exp(-0.5 * x * x):
                 break
-            w = _mix(key + ctr * g)
+            hz, iz, ahz = _draw(key, ctr)
             ctr += uint64(1)
-            hz = int32(uint32(w & uint64(0xFFFFFFFF)))
-            iz = int((w >> uint64(32)) & uint64(127))
-            ahz = -np.int64(hz) if hz < 0 else np.int64(hz)
             if ahz < kn[iz]:
                 x = hz * wn[iz]
                 break

@@ -4,12 +4,15 @@ This package never imports GNU Radio or torch; ``flowgraphs/`` applies what it g
 """
 
 from channel import theory
+from channel.constellation import Constellation, ConstellationError, Ephemeris, Satellite
+from channel.contact_plan import Contact, ContactPlan, contact_plan
 from channel.geometry import (
     LinkGeometry,
     LinkState,
     ScheduledLinkGeometry,
     default_link_geometry,
 )
+from channel.isl import IslGeometry, IslRules, OpticalTerminal, RfTerminal
 from channel.link_budget import (
     LinkBudgetError,
     LinkParams,
@@ -35,6 +38,7 @@ from channel.orbit import (
     look_angles,
 )
 from channel.rician import RicianFading, k_linear, rice_distribution, rician_samples
+from channel.routing import ContactGraph, Route
 from channel.shadowing import RainPhase, ShadowingProcess
 from channel.windows import (
     ContactWindow,
@@ -50,23 +54,36 @@ from channel.windows import (
 __all__ = [
     "DEFAULT_EPOCH",
     "CircularOrbit",
+    "Constellation",
+    "ConstellationError",
+    "Contact",
+    "ContactGraph",
+    "ContactPlan",
     "ContactWindow",
+    "Ephemeris",
     "GroundSite",
+    "IslGeometry",
+    "IslRules",
     "LinkBudgetError",
     "LinkGeometry",
     "LinkParams",
     "LinkState",
     "LookAngles",
+    "OpticalTerminal",
     "Orbit",
     "OrbitError",
     "RainPhase",
+    "RfTerminal",
     "RicianFading",
+    "Route",
+    "Satellite",
     "ScheduledLinkGeometry",
     "ShadowingProcess",
     "TleOrbit",
     "WindowError",
     "atmospheric_loss_db",
     "circular_tle",
+    "contact_plan",
     "contact_windows",
     "default_link_geometry",
     "doppler_hz",

@@ -53,6 +53,23 @@
     windows = [[0.0, 60.0]]        # orbit (the paper's idealised slots), at a fixed elevation
     elevation_deg = 45.0
 
+    [[link]]                       # an inter-satellite link in the same emulator
+    id = "isl-p0s0-p1s0"
+    kind = "isl"                   # sat_ground (default: [link.orbit] over [link.site]) | isl
+    [link.orbit]                   # the sending satellite
+    raan_deg = 0.0
+    [link.peer]                    # the receiving satellite (channel.CircularOrbit keys)
+    raan_deg = 90.0
+    [link.isl]                     # channel.isl.IslRules: when the ISL is usable
+    grazing_altitude_m = 80e3      # the line of sight clears the Earth by this much [m]
+    max_range_m = 5000e3           # [m]
+    max_slew_deg_s = 1.0           # tracking rate of both terminals [deg/s]
+    [link.params]                  # starts from channel.isl.isl_link_params() (23 GHz, 5 MHz,
+    tx_power_dbm = 33.0            # 33 dBm, 35 + 35 dBi, 500 K, no atmosphere or shadowing)
+
+An ``isl`` link has no ``[link.site]`` or ``[link.schedule]``; its fading defaults to off
+(``fading_max_doppler_hz = 0``: free space has no multipath).
+
 Errors raise :class:`flowgraphs.errors.ConfigError` naming the file and the key, at start-up.
 """
 
@@ -73,6 +90,7 @@ from channel import (
     RicianFading,
     ScheduledLinkGeometry,
 )
+from channel.isl import IslGeometry, IslRules, isl_link_params
 from flowgraphs import dsp as _dsp
 from flowgraphs import modcod as _modcod
 from flowgraphs.errors import ConfigError
@@ -88,6 +106,7 @@ __all__ = ["ROLLOFFS", "EmulatorConfig", "LinkConfig", "load_config", "parse_con
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PRECOMP = ("none", "full", "residual")
+LINK_KINDS = ("sat_ground", "isl")
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,9 @@ class LinkConfig:
     params: LinkParams = field(default_factory=LinkParams)
     schedule: tuple[tuple[float, float], ...] | None = None
     schedule_elevation_deg: float = 45.0
+    kind: str = "sat_ground"
+    peer: CircularOrbit | None = None
+    isl: IslRules | None = None
 
     def modem(self) -> Any:
         """The link's :class:`flowgraphs.modem.ModemConfig`."""
@@ -146,13 +168,17 @@ class LinkConfig:
         """:math:`R_s(1+\\alpha)` [Hz]."""
         return self.symbol_rate_hz * (1 + self.rolloff)
 
-    def geometry(self) -> LinkGeometry | ScheduledLinkGeometry:
+    def geometry(self) -> LinkGeometry | ScheduledLinkGeometry | IslGeometry:
         """The link's geometry (shadowing/rain seeded by ``seed``).
 
-        With a ``[link.schedule]`` the link is visible only inside the given windows, at a
+        An ``isl`` link is :class:`channel.isl.IslGeometry` from ``orbit`` to ``peer``. With a
+        ``[link.schedule]`` the link is visible only inside the given windows, at a
         fixed elevation (:class:`channel.ScheduledLinkGeometry`, the paper's idealised slots);
         otherwise it follows the orbit over the site (:class:`channel.LinkGeometry`).
         """
+        if self.kind == "isl":
+            assert self.peer is not None
+            return IslGeometry(self.orbit, self.peer, self.params, self.isl, seed=self.seed)
         if self.schedule is not None:
             return ScheduledLinkGeometry(
                 list(self.schedule),
@@ -227,6 +253,18 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
     if not isinstance(lid, str) or not _ID.match(lid):
         raise ConfigError(f"{where}.id: expected a name of [A-Za-z0-9_-], got {lid!r}")
     where = f"{src}: link {lid!r}"
+    kind = d.get("kind", "sat_ground")
+    if kind not in LINK_KINDS:
+        raise ConfigError(f"{where}.kind: expected one of {LINK_KINDS}, got {kind!r}")
+    if kind == "isl":
+        for k in ("site", "schedule"):
+            if k in d:
+                raise ConfigError(f"{where}.{k}: an isl link has no [link.{k}]")
+        if "peer" not in d:
+            raise ConfigError(f"{where}.peer: an isl link needs [link.peer] (the other satellite)")
+    elif "peer" in d or "isl" in d:
+        k = "peer" if "peer" in d else "isl"
+        raise ConfigError(f'{where}.{k}: only an isl link (kind = "isl") has [link.{k}]')
     ep = default_endpoints(lid)
     addrs = []
     for k, dflt in zip(("in", "out", "status"), ep, strict=True):
@@ -267,13 +305,30 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}.site: {e}") from e
+    base = isl_link_params() if kind == "isl" else LinkParams()
     try:
-        params = LinkParams().with_updates(**d.get("params", {}))
+        params = base.with_updates(**d.get("params", {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}.params: {e}") from e
+    peer, rules = None, None
+    if kind == "isl":
+        try:
+            peer = CircularOrbit(**{"epoch": orbit.epoch, **_table(where, d, "peer")})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}.peer: {e}") from e
+        try:
+            rules = IslRules(**_table(where, d, "isl"))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}.isl: {e}") from e
     schedule, sched_el = _schedule(where, d.get("schedule"), params)
     fs, rs, alpha = _rates(where, d, params)
-    fd = _num(where, d, "fading_max_doppler_hz", DEFAULT_FADING_DOPPLER_HZ, 0.0)
+    fd = _num(
+        where,
+        d,
+        "fading_max_doppler_hz",
+        0.0 if kind == "isl" else DEFAULT_FADING_DOPPLER_HZ,
+        0.0,
+    )
     ps = d.get("pilot_spacing", 0)
     if isinstance(ps, bool) or not isinstance(ps, int) or not 0 <= ps <= 100_000:
         raise ConfigError(f"{where}.pilot_spacing: expected an integer 0..100000, got {ps!r}")
@@ -282,7 +337,7 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
 
         ps = pilot_spacing_for(rs, fd)
     residual = _num(where, d, "residual_hz", DEFAULT_RESIDUAL_HZ)
-    _check_acquisition(where, pre, residual, rs, orbit, params)
+    _check_acquisition(where, pre, residual, rs, orbit, params, peer)
     iters = d.get("max_iterations", 50)
     if isinstance(iters, bool) or not isinstance(iters, int) or not 1 <= iters <= 1000:
         raise ConfigError(f"{where}.max_iterations: expected an integer 1..1000, got {iters!r}")
@@ -312,7 +367,17 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         params=params,
         schedule=schedule,
         schedule_elevation_deg=sched_el,
+        kind=kind,
+        peer=peer,
+        isl=rules,
     )
+
+
+def _table(where: str, d: dict[str, Any], key: str) -> dict[str, Any]:
+    v = d.get(key, {})
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}.{key}: must be a table")
+    return v
 
 
 def acquisition_range_hz(symbol_rate_hz: float) -> float:
@@ -323,7 +388,13 @@ def acquisition_range_hz(symbol_rate_hz: float) -> float:
 
 
 def _check_acquisition(
-    where: str, precomp: str, residual_hz: float, rs: float, orbit: Any, params: LinkParams
+    where: str,
+    precomp: str,
+    residual_hz: float,
+    rs: float,
+    orbit: Any,
+    params: LinkParams,
+    peer: Any = None,
 ) -> None:
     """The carrier offset the receiver will meet must be within its acquisition range."""
     lim = acquisition_range_hz(rs)
@@ -336,6 +407,8 @@ def _check_acquisition(
         from channel.constants import SPEED_OF_LIGHT_M_S
 
         v = orbit.mean_motion_rad_s * orbit.semi_major_axis_m
+        if peer is not None:  # head-on relative velocity of two satellites
+            v += peer.mean_motion_rad_s * peer.semi_major_axis_m
         fd = v * params.carrier_hz / SPEED_OF_LIGHT_M_S
         if fd > 2 * lim:
             raise ConfigError(

@@ -69,7 +69,10 @@ def test_isl_config_builds_the_isl_geometry_and_rejects_ground_keys():
     bad = ISL.format(addrs="") + "[link.site]\nlat_deg = 1.0\n"
     with pytest.raises(ConfigError, match=r"isl\.toml: link 'isl'\.site: an isl link has no"):
         parse_config(tomllib.loads(bad), "isl.toml")
-    nopeer = ISL.format(addrs="").replace("[link.peer]", "[link.other]")
+    nopeer = ISL.format(addrs="").replace(
+        "[link.peer]\naltitude_m = 550e3\nraan_deg = 90.0\nphase_deg = 255.0\n", ""
+    )
+    assert "peer" not in nopeer
     with pytest.raises(ConfigError, match=r"needs \[link\.peer\]"):
         parse_config(tomllib.loads(nopeer), "isl.toml")
     ground_peer = GROUND.format(addrs="") + "[link.peer]\nraan_deg = 1.0\n"

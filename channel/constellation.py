@@ -185,7 +185,9 @@ class Constellation:
         planes = _group_planes(normal)
         raan = np.degrees(np.arctan2(normal[:, 0], -normal[:, 1])) % 360.0
         u = _arg_latitude_deg(r, normal)
-        order = sorted(set(planes), key=lambda g: float(np.mean(raan[planes == g])))
+        order = sorted(
+            set(planes), key=lambda g: round(float(np.mean(raan[planes == g])), 3) % 360.0
+        )
         sats = []
         for pi, g in enumerate(order):
             members = sorted(np.flatnonzero(planes == g), key=lambda k: u[k])

@@ -43,12 +43,14 @@ from testbed.fl.config import ALGORITHMS, MAX_THREADS, FLConfig
 __all__ = [
     "AlgorithmSpec",
     "ClusterSpec",
+    "ConstellationSpec",
     "EndpointSpec",
     "LinkSpec",
     "ModelSpec",
     "OrbitSpec",
     "Scenario",
     "ScheduleSpec",
+    "StationSpec",
     "TimeSpec",
     "load_scenario",
     "parse_scenario",
@@ -279,6 +281,39 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class ConstellationSpec:
+    """``[constellation]``: many satellites for ``testbed link constellation --scenario``.
+
+    Either ``walker`` (``"i:T/P/F"``, with ``pattern`` and ``altitude_km``) or ``tle_file``
+    (a TLE set). The ISL keys are :class:`channel.isl.IslRules` in km; ``isl_terminal`` is
+    ``rf`` or ``optical``; ``hours`` the contact plan's horizon from the scenario epoch.
+    """
+
+    walker: str | None = None
+    pattern: str = "delta"
+    altitude_km: float = 550.0
+    tle_file: Path | None = None
+    hours: float = 24.0
+    min_elevation_deg: float = 10.0
+    isl_terminal: str = "rf"
+    grazing_altitude_km: float = 80.0
+    max_isl_range_km: float = 5000.0
+    max_slew_deg_s: float = 1.0
+    intra_plane: bool = True
+    inter_plane: bool = True
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    """One ``[[station]]``: a ground station of the constellation (``name`` [A-Za-z0-9_-])."""
+
+    name: str
+    lat_deg: float
+    lon_deg: float
+    alt_m: float = 0.0
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A whole scenario file, validated (see the module docstring).
 
@@ -304,6 +339,8 @@ class Scenario:
     algorithm: AlgorithmSpec = field(default_factory=AlgorithmSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     endpoints: EndpointSpec = field(default_factory=EndpointSpec)
+    constellation: ConstellationSpec | None = None
+    stations: tuple[StationSpec, ...] = ()
     source: str = field(default="<scenario>", compare=False)
 
     # ---- serialisation ------------------------------------------------------------------
@@ -341,7 +378,7 @@ class Scenario:
             "target_accuracy": self.algorithm.target_accuracy,
             **self.algorithm.fl,
         }
-        return {
+        out = {
             "scenario": head,
             "orbit": orbit,
             "link": link,
@@ -352,6 +389,16 @@ class Scenario:
             "endpoints": _fields_dict(self.endpoints),
             "cluster": [_fields_dict(c) for c in self.clusters],
         }
+        if self.constellation is not None:
+            con = {
+                k: (str(x) if isinstance(x, Path) else x)
+                for k, x in _fields_dict(self.constellation).items()
+                if x is not None
+            }
+            out["constellation"] = con
+        if self.stations:
+            out["station"] = [_fields_dict(st) for st in self.stations]
+        return out
 
     def to_toml(self) -> str:
         """The resolved scenario as TOML text; ``load_scenario`` of it gives an equal object."""
@@ -362,6 +409,10 @@ class Scenario:
         out.append(_toml_table("endpoints", d["endpoints"]))
         for c in d["cluster"]:
             out.append(_toml_table("cluster", c, array=True))
+        if "constellation" in d:
+            out.append(_toml_table("constellation", d["constellation"]))
+        for st in d.get("station", []):
+            out.append(_toml_table("station", st, array=True))
         return "\n".join(out)
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Scenario:
@@ -631,8 +682,10 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
     v = _V(source)
     tables = ("scenario", "orbit", "link", "schedule", "time", "algorithm", "model", "endpoints")
     for k in data:
-        if k not in (*tables, "cluster"):
-            raise v.err(k, f"unknown table (expected {', '.join(tables)}, cluster)")
+        if k not in (*tables, "cluster", "constellation", "station"):
+            raise v.err(
+                k, f"unknown table (expected {', '.join(tables)}, cluster, constellation, station)"
+            )
     if "scenario" not in data:
         raise v.err("scenario", "missing required table [scenario] (with at least name)")
     if "cluster" not in data:
@@ -656,6 +709,14 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
     model = _model(v, t["model"])
     endpoints = _endpoints(v, t["endpoints"])
     clusters = _clusters(v, data["cluster"])
+    constellation = (
+        _constellation(v, v.table("constellation", data["constellation"]))
+        if "constellation" in data
+        else None
+    )
+    stations = _stations(v, data.get("station", []))
+    if stations and constellation is None:
+        raise v.err("station", "[[station]] tables need a [constellation] table")
     if endpoints.prefix.startswith("tcp://"):
         _, port = _tcp_host_port(endpoints.prefix.replace("{run}", "x"))
         if port + _PORTS_PER_CLUSTER * len(clusters) - 1 > 65535:
@@ -673,8 +734,82 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
         algorithm=algorithm,
         model=model,
         endpoints=endpoints,
+        constellation=constellation,
+        stations=stations,
         source=source,
     )
+
+
+def _constellation(v: _V, d: dict[str, Any]) -> ConstellationSpec:
+    from channel.constellation import ConstellationError, parse_walker
+
+    allowed = tuple(f.name for f in fields(ConstellationSpec))
+    v.only("constellation", d, allowed)
+    if ("walker" in d) == ("tle_file" in d):
+        raise v.err("constellation", "give exactly one of walker (i:T/P/F) or tle_file")
+    walker = None
+    if "walker" in d:
+        walker = v.str("constellation.walker", d["walker"])
+        try:
+            parse_walker(walker)
+        except ConstellationError as e:
+            raise v.err("constellation.walker", str(e)) from None
+    tle = v.path("constellation.tle_file", d["tle_file"]) if "tle_file" in d else None
+    dflt = ConstellationSpec()
+
+    def num(k: str, lo: float, hi: float, lo_open: bool = False) -> float:
+        return v.num(f"constellation.{k}", d.get(k, getattr(dflt, k)), lo, hi, lo_open)
+
+    def flag(k: str) -> bool:
+        x = d.get(k, getattr(dflt, k))
+        if not isinstance(x, bool):
+            raise v.err(f"constellation.{k}", f"expected true or false, got {_show(x)}")
+        return x
+
+    el = num("min_elevation_deg", 0.0, 89.999)
+    return ConstellationSpec(
+        walker=walker,
+        pattern=v.choice("constellation.pattern", d.get("pattern", "delta"), ("delta", "star")),
+        altitude_km=num("altitude_km", 100.0, 40000.0),
+        tle_file=tle,
+        hours=num("hours", 0.0, 744.0, lo_open=True),
+        min_elevation_deg=el,
+        isl_terminal=v.choice(
+            "constellation.isl_terminal", d.get("isl_terminal", "rf"), ("rf", "optical")
+        ),
+        grazing_altitude_km=num("grazing_altitude_km", 0.0, 1000.0),
+        max_isl_range_km=num("max_isl_range_km", 0.0, 1e6, lo_open=True),
+        max_slew_deg_s=num("max_slew_deg_s", 0.0, 1e3, lo_open=True),
+        intra_plane=flag("intra_plane"),
+        inter_plane=flag("inter_plane"),
+    )
+
+
+def _stations(v: _V, raw: Any) -> tuple[StationSpec, ...]:
+    if not isinstance(raw, list):
+        raise v.err("station", f"expected [[station]] tables, got {_show(raw)}")
+    out: list[StationSpec] = []
+    allowed = tuple(f.name for f in fields(StationSpec))
+    for i, st in enumerate(raw):
+        where = f"station[{i}]"
+        if not isinstance(st, dict):
+            raise v.err(where, f"expected a [[station]] table, got {_show(st)}")
+        v.only(where, st, allowed)
+        for req in ("name", "lat_deg", "lon_deg"):
+            if req not in st:
+                raise v.err(f"{where}.{req}", "missing (name, lat_deg and lon_deg are required)")
+        name = v.pattern(f"{where}.name", st["name"], _CLUSTER_ID, "a name of [A-Za-z0-9_-], 1..32")
+        if any(o.name == name for o in out):
+            raise v.err(f"{where}.name", f"duplicate station name {name!r}")
+        out.append(
+            StationSpec(
+                name=name,
+                lat_deg=v.num(f"{where}.lat_deg", st["lat_deg"], -90.0, 90.0),
+                lon_deg=v.num(f"{where}.lon_deg", st["lon_deg"], -180.0, 360.0),
+                alt_m=v.num(f"{where}.alt_m", st.get("alt_m", 0.0), -500.0, 1.0e5),
+            )
+        )
+    return tuple(out)
 
 
 class _V:

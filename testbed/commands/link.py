@@ -1,4 +1,4 @@
-"""``testbed link budget`` and ``testbed link pass``: the link model from the command line.
+"""``testbed link budget``, ``pass`` and ``constellation``: the link model from the command line.
 
 Every link-budget option's default is taken from :class:`channel.LinkParams`, so the CLI,
 scenarios and library share one set of defaults.
@@ -389,7 +389,7 @@ def add_orbit_args(p: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add ``testbed link``."""
     p = sub.add_parser("link", help="link budget and pass geometry (channel/ model)")
-    lsub = p.add_subparsers(dest="link_command", metavar="{budget,pass}")
+    lsub = p.add_subparsers(dest="link_command", metavar="{budget,pass,constellation}")
     lsub.required = True
     b = lsub.add_parser(
         "budget",
@@ -427,3 +427,6 @@ def register(sub: Any) -> None:
     ps.add_argument("--pass-index", type=int, help="which window to plot")
     add_link_params_args(ps)
     ps.set_defaults(func=_pass)
+    from testbed.commands import constellation
+
+    constellation.register(lsub)

@@ -169,6 +169,44 @@ BAD = [
     (_HEAD + '[[cluster]]\nid = "c1"\nlat_deg = 91\nlon_deg = 0\n', "cluster[0].lat_deg", "90"),
     (_HEAD + '[[cluster]]\nid = "c 1"\nlat_deg = 1\nlon_deg = 0\n', "cluster[0].id", "A-Za-z"),
     (_HEAD + "[link]\nrician_k_db = 'x'\n" + _CLUSTER, "link.rician_k_db", 'got "x"'),
+    (
+        _HEAD + _CLUSTER + "[constellation]\nwalker = '53:24/5/1'\n",
+        "constellation.walker",
+        "not a multiple",
+    ),
+    (
+        _HEAD + _CLUSTER + "[constellation]\nwalker = '53:24/4/1'\npattern = 'rosette'\n",
+        "constellation.pattern",
+        "delta, star",
+    ),
+    (_HEAD + _CLUSTER + "[constellation]\n", "constellation", "exactly one of walker"),
+    (
+        _HEAD + _CLUSTER + "[constellation]\nwalker = '53:24/4/1'\nhours = 0\n",
+        "constellation.hours",
+        "> 0",
+    ),
+    (
+        _HEAD + _CLUSTER + "[constellation]\nwalker = '53:24/4/1'\nplanes = 4\n",
+        "constellation.planes",
+        "unknown",
+    ),
+    (
+        _HEAD + _CLUSTER + "[constellation]\nwalker = '53:24/4/1'\n[[station]]\nname = 'a'\n"
+        "lat_deg = 95\nlon_deg = 0\n",
+        "station[0].lat_deg",
+        "90",
+    ),
+    (
+        _HEAD + _CLUSTER + "[constellation]\nwalker = '53:24/4/1'\n[[station]]\nname = 'a b'\n"
+        "lat_deg = 5\nlon_deg = 0\n",
+        "station[0].name",
+        "A-Za-z",
+    ),
+    (
+        _HEAD + _CLUSTER + "[[station]]\nname = 'a'\nlat_deg = 5\nlon_deg = 0\n",
+        "station",
+        "need a [constellation]",
+    ),
 ]
 
 

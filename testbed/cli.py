@@ -52,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hardware-in-the-loop testbed for federated fine-tuning over LEO "
         "satellite links.",
     )
+    from testbed import __version__
+
+    parser.add_argument("--version", action="version", version=f"testbed {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="errors only; no live progress display"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in _COMMAND_MODULES:
@@ -63,14 +69,42 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # feature not present in this build
         module.register(sub)
+    _add_verbosity(parser)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """Accept ``-v``/``-q`` after every sub-command too (``testbed run x -v``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in set(action.choices.values()):
+                opts = {o for a in sp._actions for o in a.option_strings}
+                if "-v" not in opts:
+                    sp.add_argument(
+                        "-v",
+                        "--verbose",
+                        action="count",
+                        default=argparse.SUPPRESS,
+                        help="more logging",
+                    )
+                if "-q" not in opts:
+                    sp.add_argument(
+                        "-q",
+                        "--quiet",
+                        action="store_true",
+                        default=argparse.SUPPRESS,
+                        help="errors only; no live progress display",
+                    )
+                _add_verbosity(sp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``testbed`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
+        parser.error("-q and -v contradict each other")
+    level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)

@@ -430,26 +430,36 @@ class Scenario:
         """
         d = self.to_dict()
         src = self.source
+        keys: dict[str, str] = {}  # the dotted key a parse error names → the --set key
         for item in overrides:
             key, sep, text = item.partition("=")
             key = key.strip()
             if not sep or not key:
-                raise ConfigError(f"{src}: {item!r}: expected KEY=VALUE (e.g. link.rician_k_db=3)")
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. link.rician_k_db=3)")
             value = _toml_value(text.strip())
             parts = key.split(".")
             if parts[0] == "cluster":
                 if len(parts) != 3:
-                    raise ConfigError(f"{src}: {key}: expected cluster.<id>.<key>")
-                match = [c for c in d["cluster"] if c.get("id") == parts[1]]
-                if not match:
+                    raise ConfigError(f"--set {key}: expected cluster.<id>.<key>")
+                idx = [i for i, c in enumerate(d["cluster"]) if c.get("id") == parts[1]]
+                if not idx:
                     ids = [c["id"] for c in d["cluster"]]
-                    raise ConfigError(f"{src}: {key}: no cluster {parts[1]!r} (clusters: {ids})")
-                match[0][parts[2]] = value
+                    raise ConfigError(f"--set {key}: no cluster {parts[1]!r} (clusters: {ids})")
+                d["cluster"][idx[0]][parts[2]] = value
+                keys[f"cluster[{idx[0]}].{parts[2]}"] = key
                 continue
             if len(parts) != 2 or not all(parts):
-                raise ConfigError(f"{src}: {key}: unknown key (expected <table>.<key>)")
+                raise ConfigError(f"--set {key}: unknown key (expected <table>.<key>)")
             if parts[0] not in d:
-                raise ConfigError(f"{src}: {key}: unknown key ({parts[0]!r} is not a table)")
+                known = [k for k in d if k not in ("cluster", "station")]
+                import difflib
+
+                close = difflib.get_close_matches(parts[0], known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?; " if close else ""
+                raise ConfigError(
+                    f"--set {key}: unknown key ({hint}{parts[0]!r} is not a table; "
+                    f"tables: {', '.join(known)})"
+                )
             table = d[parts[0]]
             if parts[0] == "orbit" and parts[1] != "tle_file" and "tle_file" in table:
                 # Switching from a TLE to circular elements: drop the TLE.
@@ -457,8 +467,20 @@ class Scenario:
             if parts[0] == "orbit" and parts[1] == "tle_file":
                 for k in ("altitude_km", "inclination_deg", "raan_deg", "phase_deg"):
                     table.pop(k, None)
+            if parts[0] == "constellation" and parts[1] in ("walker", "tle_file"):
+                table.pop("tle_file" if parts[1] == "walker" else "walker", None)
             table[parts[1]] = value
-        return parse_scenario(d, src)
+            keys[key] = key
+        try:
+            return parse_scenario(d, src)
+        except ConfigError as e:
+            msg, head = str(e), f"{src}: "
+            rest = msg[len(head) :] if msg.startswith(head) else msg
+            named, _, what = rest.partition(": ")
+            for dotted, key in keys.items():
+                if named == dotted or named.startswith(dotted + "."):
+                    raise ConfigError(f"--set {key}: {what}") from None
+            raise
 
     # ---- models ---------------------------------------------------------------------------
 
@@ -681,11 +703,14 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
     """
     v = _V(source)
     tables = ("scenario", "orbit", "link", "schedule", "time", "algorithm", "model", "endpoints")
+    all_tables = (*tables, "cluster", "constellation", "station")
     for k in data:
-        if k not in (*tables, "cluster", "constellation", "station"):
-            raise v.err(
-                k, f"unknown table (expected {', '.join(tables)}, cluster, constellation, station)"
-            )
+        if k not in all_tables:
+            import difflib
+
+            close = difflib.get_close_matches(k, all_tables, n=1, cutoff=0.6)
+            hint = f"did you mean [{close[0]}]?; " if close else ""
+            raise v.err(k, f"unknown table ({hint}expected {', '.join(all_tables)})")
     if "scenario" not in data:
         raise v.err("scenario", "missing required table [scenario] (with at least name)")
     if "cluster" not in data:
@@ -812,6 +837,17 @@ def _stations(v: _V, raw: Any) -> tuple[StationSpec, ...]:
     return tuple(out)
 
 
+def unknown_key_hint(key: str, allowed: Any) -> str:
+    """``"unknown key (did you mean 'x'?; allowed: a, b)"``, the suggestion by
+    :func:`difflib.get_close_matches` when one is close enough."""
+    import difflib
+
+    names = sorted(allowed)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?; " if close else ""
+    return f"unknown key ({hint}allowed: {', '.join(names)})"
+
+
 class _V:
     """Typed value checks whose errors name the file and the dotted key."""
 
@@ -831,7 +867,7 @@ class _V:
     def only(self, key: str, d: dict[str, Any], allowed: tuple[str, ...] | set[str]) -> None:
         for k in d:
             if k not in allowed:
-                raise self.err(f"{key}.{k}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                raise self.err(f"{key}.{k}", unknown_key_hint(k, allowed))
 
     def num(
         self,
@@ -1026,7 +1062,7 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
             raise v.err(key, f"set by {_FL_SET_ELSEWHERE[k]}, not in [algorithm]")
         if k not in fl_fields:
             allowed = sorted({"name", "cycles", *fl_fields} - set(_FL_SET_ELSEWHERE))
-            raise v.err(key, f"unknown key (allowed: {', '.join(allowed)})")
+            raise v.err(key, unknown_key_hint(k, allowed))
         if isinstance(getattr(_FL, k), int):
             lo = 0 if k == "masked_cycles" else 1
             fl[k] = v.int(key, x, lo)

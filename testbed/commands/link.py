@@ -78,6 +78,9 @@ def png_path(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"is a directory: {text!r}")
+    parent = Path(text).expanduser().absolute().parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: the directory {parent} does not exist")
     return text
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.commands.link import png_path
+from testbed.paths import add_parents_flag, check_output_path
 
 __all__ = ["format_replay", "format_sweep", "register"]
 
@@ -87,7 +88,7 @@ def _replay(args: argparse.Namespace) -> int:
     res, path = replay_run(
         Path(args.run_dir),
         list(args.set or []),
-        Path(args.out) if args.out else None,
+        check_output_path(args.out, "--out", args.parents) if args.out else None,
         args.algorithm,
         args.drain,
     )
@@ -109,7 +110,7 @@ def _sweep(args: argparse.Namespace) -> int:
     res, path = sweep_run(
         Path(args.run_dir),
         grid,
-        Path(args.out) if args.out else None,
+        check_output_path(args.out, "--out", args.parents) if args.out else None,
         args.algorithm,
         args.drain,
     )
@@ -143,6 +144,7 @@ def register(sub: Any) -> None:
     )
     r.add_argument("--algorithm", metavar="A", help="replay only this algorithm's run")
     r.add_argument("--out", metavar="DIR", help="output directory")
+    add_parents_flag(r)
     r.add_argument(
         "--drain",
         action="store_true",
@@ -168,6 +170,7 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--algorithm", metavar="A", help="sweep only this algorithm's run")
     s.add_argument("--out", metavar="DIR", help="output directory")
+    add_parents_flag(s)
     s.add_argument("--plot", metavar="FILE.png", type=png_path, help="write the plot here")
     s.add_argument("--drain", action="store_true", help="as for replay")
     s.add_argument("--json", action="store_true", help="print sweep.json's content")

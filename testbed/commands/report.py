@@ -11,9 +11,11 @@ __all__ = ["register"]
 
 
 def _report(args: argparse.Namespace) -> int:
+    from testbed.paths import check_output_path
     from testbed.report import write_report
 
-    res = write_report(args.run_dir, args.out)
+    out = check_output_path(args.out, "--out", args.parents) if args.out else None
+    res = write_report(args.run_dir, out)
     if args.json:
         sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
         return 0
@@ -46,5 +48,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.json)")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/report)")
+    from testbed.paths import add_parents_flag
+
+    add_parents_flag(p)
     p.add_argument("--json", action="store_true", help="print report path, figures, summary")
     p.set_defaults(func=_report)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import ConfigError, UserError
+from testbed.paths import add_parents_flag, check_output_path
 from testbed.procs import terminate_as_interrupt
 
 __all__ = ["register"]
@@ -18,6 +19,7 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
+DEMO_OUT = "runs/demo"
 
 
 def _load(path: str, sets: list[str] | None = None) -> Any:
@@ -37,7 +39,10 @@ def _run(args: argparse.Namespace) -> int:
         if a not in ALGORITHMS:
             raise UserError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {a!r}")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out or f"runs/{scn.name}-{stamp}")
+    if args.out:
+        out = check_output_path(args.out, "--out", args.parents)
+    else:
+        out = Path(f"runs/{scn.name}-{stamp}")
     info = run_scenario(scn, out, algs, args.verbose)
     if args.report:
         info["report"] = _report(out)
@@ -84,6 +89,8 @@ def _demo(args: argparse.Namespace) -> int:
     terminate_as_interrupt()
     scn = _load("default")
     out = Path(args.out)
+    if args.out != DEMO_OUT:
+        out = check_output_path(args.out, "--out", args.parents)
     w = sys.stdout.write
     w(f"demo: scenario 'default' with emsfl-enhanced and baseline → {out}\n")
     info = run_scenario(scn, out, ["emsfl-enhanced", "baseline"], args.verbose)
@@ -112,6 +119,7 @@ def register(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="override a scenario value, e.g. link.rician_k_db=3 (repeatable)",
     )
+    add_parents_flag(r)
     r.add_argument("--report", action="store_true", help="write the report afterwards")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_run)
@@ -125,5 +133,6 @@ def register(sub: Any) -> None:
     d = sub.add_parser(
         "demo", help="the main job: default scenario, enhanced EMS-FL vs baseline, then the report"
     )
-    d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    d.add_argument("--out", default=DEMO_OUT, help="run directory (default runs/demo)")
+    add_parents_flag(d)
     d.set_defaults(func=_demo)

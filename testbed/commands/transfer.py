@@ -55,6 +55,9 @@ def _endpoints(link: str, args: argparse.Namespace, prefix: str) -> Any:
 
 def _receive(args: argparse.Namespace) -> int:
     _check_endpoints(args)
+    from testbed.paths import check_output_path
+
+    check_output_path(args.dir, "--dir", has_parents_flag=False)
     from nodes.receiver import ReceiverConfig, ReceiverEngine
     from nodes.store import ReceiverStore
     from nodes.zmq_link import serve_receiver

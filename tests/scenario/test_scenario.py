@@ -105,8 +105,27 @@ def test_bad_override_names_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as e:
         s.with_overrides([override])
     msg = str(e.value)
-    assert msg.startswith(s.source + ": ")
-    assert key in msg
+    assert msg.startswith("--set "), msg  # the value came from the command line, not the file
+    assert s.source not in msg and key in msg
+
+
+def test_unknown_keys_suggest_the_nearest_name(tmp_path: Path) -> None:
+    s = load_scenario("default")
+    with pytest.raises(ConfigError, match="did you mean 'rician_k_db'"):
+        s.with_overrides(["link.rician_kdb=3"])
+    with pytest.raises(ConfigError, match="did you mean 'link'"):
+        s.with_overrides(["lnk.rician_k_db=3"])
+    p = _write(tmp_path, _HEAD + "[sheduel]\nslot_s = 3\n" + _CLUSTER)
+    with pytest.raises(ConfigError, match=r"did you mean \[schedule\]"):
+        load_scenario(p)
+    p = _write(tmp_path, _HEAD + "[schedule]\nslots = 3\n" + _CLUSTER)
+    with pytest.raises(ConfigError, match="did you mean 'slot_s'"):
+        load_scenario(p)
+    # a bad value in the file itself is still the file's
+    p = _write(tmp_path, _HEAD + "[schedule]\nslot_s = -3\n" + _CLUSTER)
+    with pytest.raises(ConfigError) as e:
+        load_scenario(p).with_overrides(["link.rician_k_db=3"])
+    assert str(e.value).startswith(f"{p}: schedule.slot_s")
 
 
 _CLUSTER = '[[cluster]]\nid = "c1"\nlat_deg = 48.1\nlon_deg = 11.6\n'

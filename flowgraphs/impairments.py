@@ -23,7 +23,7 @@ import numpy as np
 
 from channel import LinkGeometry, RicianFading
 from flowgraphs import pdu as wire
-from flowgraphs.burst_stage import BurstStage
+from flowgraphs.burst_stage import BurstStage, Dropped
 from flowgraphs.dsp import apply_gain, chirp
 from flowgraphs.link_state import LinkStateGrid
 from flowgraphs.randomness import STREAM_NOISE, burst_key, complex_normal
@@ -138,6 +138,9 @@ class ElevationGate(BurstStage):
 
     .. math:: y_n = x_n \\cdot \\mathbb 1[\\theta(t_n) \\ge \\theta_{min}]
 
+    A frame wholly outside the window carries nothing: it is dropped here and counted as
+    ``lost_gate`` (zeros would only fail detection later), so losses can be told apart.
+
     θ(t) from :meth:`channel.LinkGeometry.state` on a grid (one point per millisecond, at
     most 257 points per burst) across the burst, linearly interpolated to every sample. A
     geometry with ``inside(t)`` (:class:`channel.ScheduledLinkGeometry`) is asked per sample,
@@ -171,6 +174,8 @@ class ElevationGate(BurstStage):
                 meta["gated_fraction"] = 0.0
                 return meta, data
             keep = np.asarray(inside(t0 + np.arange(data.size) / self.fs), dtype=bool)
+            if keep.size and not keep.any():
+                raise Dropped("lost_gate")  # wholly outside the window: nothing arrives
             meta["gated_fraction"] = float(1.0 - keep.mean()) if keep.size else 0.0
             return meta, data if keep.all() else data * keep
         # the elevation changes by < 0.01° during a burst: both ends above θ_min is enough
@@ -186,6 +191,8 @@ class ElevationGate(BurstStage):
             return meta, data
         t = np.arange(data.size) / self.fs
         keep = np.interp(t, tg - t0, el) >= self.min_elevation_deg
+        if not keep.any():
+            raise Dropped("lost_gate")  # wholly below the gate: nothing arrives
         meta["gated_fraction"] = float(1.0 - keep.mean())
         return meta, data * keep
 

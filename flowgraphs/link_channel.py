@@ -159,9 +159,10 @@ class LinkChannel(gr.hier_block2):
             "ldpc_iterations": self.decoder.iterations,
             "frames_decoded": self.decoder.counters.get("out", 0),
         }
-        for k, v in self.demodulator.counters.items():
-            if k.startswith("lost_"):
-                out[k] = v
+        for stage in (self.gate, self.demodulator):
+            for k, v in stage.counters.items():
+                if k.startswith("lost_"):
+                    out[k] = v
         out["stage_errors"] = sum(
             s.counters.get("bad_input", 0) + s.counters.get("internal_error", 0)
             for s in self.stages

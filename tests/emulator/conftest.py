@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 
-def run_stage(stage: Any, items: list[tuple[dict[str, Any], Any]], timeout_s: float = 60.0):
+def run_stage(
+    stage: Any,
+    items: list[tuple[dict[str, Any], Any]],
+    timeout_s: float = 60.0,
+    expect: int | None = None,
+):
     """Push ``(meta, data)`` PDUs through one message block in a running top block and
-    return what it publishes on ``out`` (GNU Radio and the stage's threads are real)."""
+    return what it publishes on ``out`` (GNU Radio and the stage's threads are real);
+    ``expect``: how many come out (default all)."""
     import pmt
     from gnuradio import gr
 
@@ -31,7 +37,7 @@ def run_stage(stage: Any, items: list[tuple[dict[str, Any], Any]], timeout_s: fl
             else:
                 vec = c32_to_pmt(np.asarray(data, dtype=np.complex64))
             inj.message_port_pub(pmt.intern("out"), pmt.cons(meta_to_pmt(meta), vec))
-        col.wait_for(len(items), timeout_s)
+        col.wait_for(len(items) if expect is None else expect, timeout_s)
     finally:
         tb.stop()
         tb.wait()

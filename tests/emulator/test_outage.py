@@ -46,12 +46,14 @@ def test_gate_stage_zeroes_samples_outside_the_window(slot_geometry):
     x = np.ones(1000, np.complex64)
     t0s = [10.0, 200.0, WINDOW[1] - 400 / FS]
     items = [({"_t0": t0, "seq": i}, x) for i, t0 in enumerate(t0s)]
+    gate = ElevationGate(slot_geometry, FS)
     # Execute
-    out = run_stage(ElevationGate(slot_geometry, FS), items, timeout_s=10.0)
+    out = run_stage(gate, items, timeout_s=10.0, expect=2)
     # Assert
     got = {m["seq"]: (m["gated_fraction"], d) for m, d in out}
     assert got[0][0] == 0.0 and np.all(got[0][1] == 1)
-    assert got[1][0] == 1.0 and not np.any(got[1][1])
+    # wholly outside: nothing arrives, the frame is dropped and counted as lost to the gate
+    assert 1 not in got and gate.counters["lost_gate"] == 1
     frac, d = got[2]
     assert frac == pytest.approx(0.6)  # the edge is exact: samples 400… are after LOS
     assert np.all(d[:400] == 1) and not np.any(d[400:])
@@ -79,7 +81,10 @@ def test_pdus_outside_the_window_are_lost_only_through_the_gate(slot_geometry):
     assert sorted(p for _, p in res_in.delivered) == sorted(payloads)
     assert res_out.delivered == []
     assert res_out.summary["accepted"] == 6 and res_out.summary["pdus_lost"] == 6
-    assert link_out.gate.counters["out"] == link_out.modulator.counters["out"]  # zeroed
+    # every frame reached the gate and none got past it: lost to the gate, counted so
+    frames = link_out.modulator.counters["out"]
+    assert frames > 0 and link_out.gate.counters.get("out", 0) == 0
+    assert res_out.summary["lost_gate"] == frames
 
 
 def test_frame_straddling_los_is_cut(slot_geometry):

@@ -16,12 +16,20 @@ log = logging.getLogger(__name__)
 
 
 def torch_device(spec: str) -> Any:
-    """``auto`` → CUDA when present, else CPU."""
+    """``auto`` → CUDA when present, else CPU; ``cuda:N`` → that GPU (it must exist)."""
     import torch
 
-    if spec == "cuda" or (spec == "auto" and torch.cuda.is_available()):
+    if spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("model.device = cuda but no CUDA device is present")
+            raise RuntimeError(f"model.device = {spec} but no CUDA device is present")
+        if ":" in spec:
+            n = int(spec.split(":", 1)[1])
+            if n >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"model.device = {spec} but only {torch.cuda.device_count()} CUDA "
+                    "device(s) are present"
+                )
+            return torch.device("cuda", n)
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -59,11 +67,26 @@ def build_strategy(
         model, tok = load_model(scn.model.path, device=dev)
     else:
         model, tok = build_default_model(cfg.seed, cache, device=dev)
-    clusters, global_test = federated_split(
-        cfg.clusters,
-        cfg.devices_per_cluster,
-        cfg.examples_per_device,
-        cfg.test_per_cluster,
-        cfg.seed,
-    )
+    if scn.data.path is not None:
+        from testbed.fl.user_data import load_user_dataset
+
+        ds = load_user_dataset(
+            scn.data.path,
+            [c.id for c in scn.clusters],
+            cfg.devices_per_cluster,
+            cfg.seed,
+            scn.data.kind,
+            cfg.major_fraction,
+        )
+        ds.check_tokenizer(tok)
+        clusters, global_test = ds.clusters, ds.global_test
+    else:
+        clusters, global_test = federated_split(
+            cfg.clusters,
+            cfg.devices_per_cluster,
+            cfg.examples_per_device,
+            cfg.test_per_cluster,
+            cfg.seed,
+            cfg.major_fraction,
+        )
     return make_strategy(scn.algorithm.name, model, tok, clusters, cfg), global_test

@@ -44,6 +44,7 @@ __all__ = [
     "AlgorithmSpec",
     "ClusterSpec",
     "ConstellationSpec",
+    "DataSpec",
     "EndpointSpec",
     "LinkSpec",
     "ModelSpec",
@@ -235,7 +236,7 @@ class ModelSpec:
     ----------
     path : ``""`` for the embedded default model, else an absolute checkpoint directory (in the
         file: relative to the scenario file)
-    device : auto | cpu | cuda
+    device : auto | cpu | cuda | cuda:N
     threads : torch intra-op threads of every node process that trains or evaluates
         (1…256); see docs/learning.md, *Determinism*
     """
@@ -304,6 +305,17 @@ class ConstellationSpec:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """``[data]``: the user's own data set instead of the embedded one
+    (:mod:`testbed.fl.user_data`): ``path`` (JSONL, relative to the scenario file) and
+    ``kind`` (auto | mcqa | pairs). With a ``domain`` field, ``algorithm.major_fraction``
+    sets the heterogeneity."""
+
+    path: Path | None = None
+    kind: str = "auto"
+
+
+@dataclass(frozen=True)
 class StationSpec:
     """One ``[[station]]``: a ground station of the constellation (``name`` [A-Za-z0-9_-])."""
 
@@ -341,6 +353,7 @@ class Scenario:
     endpoints: EndpointSpec = field(default_factory=EndpointSpec)
     constellation: ConstellationSpec | None = None
     stations: tuple[StationSpec, ...] = ()
+    data: DataSpec = field(default_factory=DataSpec)
     source: str = field(default="<scenario>", compare=False)
 
     # ---- serialisation ------------------------------------------------------------------
@@ -398,6 +411,8 @@ class Scenario:
             out["constellation"] = con
         if self.stations:
             out["station"] = [_fields_dict(st) for st in self.stations]
+        if self.data.path is not None:
+            out["data"] = {**_fields_dict(self.data), "path": str(self.data.path)}
         return out
 
     def to_toml(self) -> str:
@@ -413,6 +428,8 @@ class Scenario:
             out.append(_toml_table("constellation", d["constellation"]))
         for st in d.get("station", []):
             out.append(_toml_table("station", st, array=True))
+        if "data" in d:
+            out.append(_toml_table("data", d["data"]))
         return "\n".join(out)
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Scenario:
@@ -702,7 +719,17 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
     ConfigError : ``"{source}: {dotted.key}: what is wrong"``
     """
     v = _V(source)
-    tables = ("scenario", "orbit", "link", "schedule", "time", "algorithm", "model", "endpoints")
+    tables = (
+        "scenario",
+        "orbit",
+        "link",
+        "schedule",
+        "time",
+        "algorithm",
+        "model",
+        "endpoints",
+        "data",
+    )
     all_tables = (*tables, "cluster", "constellation", "station")
     for k in data:
         if k not in all_tables:
@@ -740,6 +767,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
         else None
     )
     stations = _stations(v, data.get("station", []))
+    data_spec = _data(v, t["data"])
     if stations and constellation is None:
         raise v.err("station", "[[station]] tables need a [constellation] table")
     if endpoints.prefix.startswith("tcp://"):
@@ -761,7 +789,22 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario
         endpoints=endpoints,
         constellation=constellation,
         stations=stations,
+        data=data_spec,
         source=source,
+    )
+
+
+def _data(v: _V, d: dict[str, Any]) -> DataSpec:
+    v.only("data", d, tuple(f.name for f in fields(DataSpec)))
+    if not d:
+        return DataSpec()
+    if "path" not in d:
+        raise v.err("data.path", "missing (a JSONL file of MCQA questions or sentence pairs)")
+    p = v.path("data.path", d["path"])
+    if not p.is_file():
+        raise v.err("data.path", f"no such file: {p}")
+    return DataSpec(
+        path=p, kind=v.choice("data.kind", d.get("kind", "auto"), ("auto", "mcqa", "pairs"))
     )
 
 
@@ -1066,7 +1109,7 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
         if isinstance(getattr(_FL, k), int):
             lo = 0 if k == "masked_cycles" else 1
             fl[k] = v.int(key, x, lo)
-        elif k == "tau":
+        elif k in ("tau", "major_fraction"):
             fl[k] = v.num(key, x, 0.0, 1.0)
         else:
             fl[k] = v.num(key, x, 0.0, lo_open=True)
@@ -1093,7 +1136,9 @@ def _model(v: _V, d: dict[str, Any]) -> ModelSpec:
         if not p.is_dir():
             raise v.err("model.path", f"no such checkpoint directory: {p}")
         path = str(p)
-    device = v.choice("model.device", d.get("device", "auto"), ("auto", "cpu", "cuda"))
+    device = v.str("model.device", d.get("device", "auto"))
+    if not re.match(r"^(auto|cpu|cuda(:\d{1,2})?)$", device):
+        raise v.err("model.device", f"expected auto, cpu, cuda or cuda:N, got {device!r}")
     threads = v.int("model.threads", d.get("threads", ModelSpec.threads), 1, MAX_THREADS)
     return ModelSpec(path=path, device=device, threads=threads)
 

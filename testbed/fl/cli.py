@@ -32,6 +32,25 @@ def register(sub) -> None:
         "--clusters", type=int, default=_D.clusters, help=f"clusters K (default {_D.clusters})"
     )
     p.add_argument("--model", metavar="PATH", help="local MoE checkpoint (default: embedded model)")
+    p.add_argument(
+        "--data",
+        metavar="FILE.jsonl",
+        help="your own data: MCQA or sentence-pair JSONL with a cluster or domain field "
+        "(README, 'Your own data')",
+    )
+    p.add_argument(
+        "--data-kind",
+        choices=("auto", "mcqa", "pairs"),
+        default="auto",
+        help="what --data holds (default: detected)",
+    )
+    p.add_argument(
+        "--major-fraction",
+        type=float,
+        default=_D.major_fraction,
+        help="share of a cluster's data from its own domain, 0..1 "
+        f"(default {_D.major_fraction}; 1 = one domain per cluster)",
+    )
     p.add_argument("--seed", type=int, default=_D.seed)
     p.add_argument(
         "--target",
@@ -62,6 +81,13 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError("--target must be in [0, 1]")
     if not 1 <= args.threads <= MAX_THREADS:
         raise UserError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
+    if not 0.0 <= args.major_fraction <= 1.0:
+        raise UserError(f"--major-fraction must be in [0, 1], got {args.major_fraction}")
+    if args.data is not None:
+        from pathlib import Path
+
+        if not Path(args.data).is_file():
+            raise UserError(f"--data: no such file: {args.data}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UserError("--plot needs a .png file name")
 
@@ -115,8 +141,32 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         target_accuracy=args.target,
         threads=args.threads,
+        major_fraction=args.major_fraction,
     )
-    result = run_learning(args.algorithm, args.cycles, config, model_path=args.model)
+    from testbed.progress import Display, eta_s, fmt_duration
+
+    total = args.cycles * args.clusters
+    with Display(f"testbed learn · {args.algorithm}", quiet=args.quiet) as disp:
+
+        def show(cycle: int, slot: int, k: int, acc: float) -> None:
+            done = (cycle - 1) * k + slot
+            eta = fmt_duration(eta_s(done, total, disp.elapsed_s))
+            disp.update(
+                [[args.algorithm, f"{cycle}/{args.cycles}", f"{slot}/{k}", f"{acc:.3f}", eta]],
+                ["algorithm", "cycle", "slot", "global accuracy (last cycle)", "ETA"],
+                f"[{args.algorithm}] cycle {cycle}/{args.cycles} slot {slot}/{k} · "
+                f"accuracy {acc:.3f} · ETA {eta}",
+            )
+
+        result = run_learning(
+            args.algorithm,
+            args.cycles,
+            config,
+            model_path=args.model,
+            data_path=args.data,
+            data_kind=args.data_kind,
+            on_progress=show,
+        )
     if args.plot:
         _plot(result, args.plot)
     if args.json:

@@ -38,6 +38,9 @@ class FLConfig:
         Enhanced EMS-FL: cycles of masked-gate expert training before gate tuning.
     target_accuracy
         Global held-out accuracy that defines ``cycles_to_target``.
+    major_fraction
+        Share of a cluster's data from its own (major) domain; the rest is spread uniformly
+        over the other domains (1 = each cluster holds only its domain; 1/D ≈ IID).
     seed
         The one seed of data, model build, LoRA init and assignment.
     threads
@@ -60,5 +63,6 @@ class FLConfig:
     split_period: int = 2
     masked_cycles: int = 2
     target_accuracy: float = 0.8
+    major_fraction: float = 0.85
     seed: int = 0
     threads: int = 1

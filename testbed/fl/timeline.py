@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -109,6 +110,7 @@ def run_timeline(
     global_test: Sequence[MCQExample],
     target_accuracy: float,
     deliver: Deliver = _ideal,
+    on_progress: Any = None,
 ) -> RunResult:
     """Run ``cycles`` orbital cycles of ``strategy`` on the ideal-link schedule.
 
@@ -117,6 +119,9 @@ def run_timeline(
     deliver
         Link model applied to every batch of uploads (ideal: identity); the satellite
         aggregates whatever it returns.
+    on_progress
+        Called as ``on_progress(cycle, slot, K, accuracy)`` after every slot (``accuracy``
+        is the last cycle's global accuracy, or the initial one) — for a live display.
     """
     K = len(strategy.clusters)
     dev = strategy.device
@@ -153,6 +158,11 @@ def run_timeline(
                     for step in strategy.disconnected_plan(j, cycle):
                         strategy.train(j, step.stage)
             wall["disconnected"] += time.perf_counter() - t0
+            if on_progress is not None:
+                last = (
+                    result.cycles[-1].accuracy_global if result.cycles else result.initial_accuracy
+                )
+                on_progress(cycle, slot + 1, K, last)
         t0 = time.perf_counter()
         acc_g = strategy.evaluate(global_test)
         acc_l = [strategy.evaluate(c.test) for c in strategy.clusters]
@@ -185,6 +195,9 @@ def run_learning(
     config: FLConfig | None = None,
     model_path: str | None = None,
     cache: str | None = None,
+    data_path: str | None = None,
+    data_kind: str = "auto",
+    on_progress: Any = None,
 ) -> RunResult:
     """Build (or load) the model and the embedded non-IID data, then :func:`run_timeline`.
 
@@ -203,6 +216,9 @@ def run_learning(
         Local MoE checkpoint; default: the embedded model for ``config.seed``.
     cache
         Cache root for the embedded model.
+    data_path, data_kind
+        The user's own JSONL data set (:mod:`testbed.fl.user_data`; clusters ``c0`` … by
+        index) instead of the embedded one.
     """
     from testbed.fl.determinism import configure_determinism
     from testbed.fl.model import build_default_model, load_model
@@ -213,15 +229,32 @@ def run_learning(
         model, tok = load_model(model_path)
     else:
         model, tok = build_default_model(config.seed, cache)
-    clusters, global_test = federated_split(
-        config.clusters,
-        config.devices_per_cluster,
-        config.examples_per_device,
-        config.test_per_cluster,
-        config.seed,
-    )
+    if data_path:
+        from testbed.fl.user_data import load_user_dataset
+
+        ds = load_user_dataset(
+            data_path,
+            [f"c{k}" for k in range(config.clusters)],
+            config.devices_per_cluster,
+            config.seed,
+            data_kind,
+            config.major_fraction,
+        )
+        ds.check_tokenizer(tok)
+        clusters, global_test = ds.clusters, ds.global_test
+    else:
+        clusters, global_test = federated_split(
+            config.clusters,
+            config.devices_per_cluster,
+            config.examples_per_device,
+            config.test_per_cluster,
+            config.seed,
+            config.major_fraction,
+        )
     strategy = make_strategy(algorithm, model, tok, clusters, config)
-    return run_timeline(strategy, cycles, global_test, config.target_accuracy)
+    return run_timeline(
+        strategy, cycles, global_test, config.target_accuracy, on_progress=on_progress
+    )
 
 
 def with_overrides(config: FLConfig, **kw) -> FLConfig:

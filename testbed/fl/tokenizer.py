@@ -7,6 +7,8 @@ import string
 from pathlib import Path
 from typing import Any, Protocol
 
+from testbed.errors import UserError
+
 __all__ = ["CHARSET", "CharTokenizer", "TextTokenizer", "load_tokenizer"]
 
 #: Every character the embedded dataset can produce.
@@ -89,10 +91,40 @@ class _HFTokenizer:
         return list(self._tok(text, add_special_tokens=False)["input_ids"])
 
 
+#: Files a Hugging Face tokenizer is saved as (any one is enough to try loading it).
+HF_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "spiece.model",
+    "vocab.json",
+    "vocab.txt",
+)
+
+
 def load_tokenizer(path: str | Path) -> TextTokenizer:
-    """Tokenizer stored with a local checkpoint (ours, else a Hugging Face one, offline)."""
+    """Tokenizer stored with a local checkpoint (ours, else a Hugging Face one, offline).
+
+    Raises
+    ------
+    UserError
+        One line naming the directory: no tokenizer saved there (and what to save), or one
+        that cannot be loaded.
+    """
     if CharTokenizer.present(path):
         return CharTokenizer.load(path)
+    p = Path(path)
+    if not any((p / f).is_file() for f in HF_TOKENIZER_FILES):
+        raise UserError(
+            f"{p}: no tokenizer in the model directory; save the model's tokenizer there "
+            f"(tokenizer.save_pretrained({str(p)!r}) writes tokenizer.json and "
+            "tokenizer_config.json)"
+        )
     from transformers import AutoTokenizer
 
-    return _HFTokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    except (OSError, ValueError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{p}: cannot load the tokenizer: {first}") from exc
+    return _HFTokenizer(tok)

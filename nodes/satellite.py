@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -86,7 +87,14 @@ class SatelliteNode:
         self.wall0 = time.monotonic()
         self.sent: dict[tuple[str, int, str, int], dict[str, Any]] = {}  # last record per payload
         self.t_k = {c.id: scn.schedule.start_s for c in scn.clusters}
-        self.progress: dict[str, Any] = {"cycle": 0, "cycles": scn.algorithm.cycles}
+        self.progress: dict[str, Any] = {
+            "cycle": 0,
+            "cycles": scn.algorithm.cycles,
+            "t_s": scn.schedule.start_s,
+            "t_start_s": scn.schedule.start_s,
+            "horizon_s": self.plan[-1][-1].los_s if self.plan else scn.schedule.start_s,
+        }
+        self._progress_wall = 0.0
         self._early: list[tuple[str, dict[str, Any]]] = []
         self._burst_logs: list[_Jsonl] = []
         self.peak_mem: dict[str, int] = {}  # node → peak memory [bytes] (CUDA or RSS)
@@ -104,7 +112,10 @@ class SatelliteNode:
         )
 
     def _progress(self, **kw: Any) -> None:
+        """Write ``progress.json`` for the orchestrator's display (not a record: its ``t_s``
+        during an upload is the receiver's safe time when it was looked at)."""
         self.progress.update(kw)
+        self._progress_wall = time.monotonic()
         tmp = self.out / "progress.json.tmp"
         tmp.write_text(json.dumps(self.progress))
         os.replace(tmp, self.out / "progress.json")
@@ -205,17 +216,49 @@ class SatelliteNode:
         self.router.send_multipart([cid.encode(), *control.encode(mtype, blob, **fields)])
         return self._await(cid, reply_type)
 
+    def _live_progress(self) -> None:
+        """During an upload: the connected cluster's open transfers as the receiver sees
+        them (bytes stored of the total, fragments missing below the highest one received)
+        and its safe time — at most twice a second."""
+        if time.monotonic() - self._progress_wall < 0.5:
+            return
+        cid = self.progress.get("cluster")
+        eng = self.engines.get(cid) if cid else None
+        if eng is None or not self.progress.get("uploads_in_flight"):
+            self._progress()
+            return
+        try:
+            partials = list(eng.store.partials.values())
+        except RuntimeError:  # changed while the receiver thread stored a fragment
+            return
+        transfers = [
+            {
+                "sender": p.manifest.sender,
+                "kind": p.manifest.kind,
+                "size_bytes": p.manifest.size,
+                "received_bytes": min(p.n_received * p.manifest.fragment_size, p.manifest.size),
+                "missing_fragments": max(0, p.highest + 1 - p.n_received),
+            }
+            for p in partials
+        ]
+        t = eng.safe_time_s
+        self._progress(transfers=transfers, t_s=t if math.isfinite(t) else self.progress.get("t_s"))
+
     def _await(self, cid: str, reply_type: str) -> dict[str, Any]:
         """The next ``reply_type`` from ``cid``; replies from others are kept for later."""
         for i, (who, msg) in enumerate(self._early):
             if who == cid and msg["type"] == reply_type:
                 return self._early.pop(i)[1]
         while True:
-            if not self.router.poll(int(self.reply_timeout_s * 1000)):
-                raise RuntimeError(
-                    f"cluster {cid} sent no {reply_type!r} within "
-                    f"{self.reply_timeout_s:g} s (wall); is it alive?"
-                )
+            waited = 0.0
+            while not self.router.poll(500):
+                waited += 0.5
+                self._live_progress()
+                if waited >= self.reply_timeout_s:
+                    raise RuntimeError(
+                        f"cluster {cid} sent no {reply_type!r} within "
+                        f"{self.reply_timeout_s:g} s (wall); is it alive?"
+                    )
             ident, *frames = self.router.recv_multipart()
             try:
                 msg, _ = control.decode(frames)
@@ -243,8 +286,8 @@ class SatelliteNode:
         up_bytes = 0
         peak_mem = 0
         for sl in slots:
-            self._progress(cycle=cycle, cluster=sl.cluster, phase="connected")
             t = max(sl.aos_s, self.t_k[sl.cluster])
+            self._progress(cycle=cycle, cluster=sl.cluster, phase="connected", t_s=t)
             self.event(
                 t, "connected", cycle=cycle, cluster=sl.cluster, aos_s=sl.aos_s, los_s=sl.los_s
             )
@@ -318,7 +361,7 @@ class SatelliteNode:
             }
         )
         self.event(t_end, "cycle_end", cycle=cycle, accuracy_global=acc_g)
-        self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end")
+        self._progress(cycle=cycle, accuracy=acc_g, phase="cycle_end", t_s=t_end)
         log.info("cycle %d: global accuracy %.3f", cycle, acc_g)
 
     def _sync_receiver(self, cid: str, t_s: float, timeout_s: float = 300.0) -> None:
@@ -332,6 +375,7 @@ class SatelliteNode:
         eng = self.engines[cid]
         end = time.monotonic() + timeout_s
         while not eng.safe_time_s > t_s:
+            self._live_progress()
             if time.monotonic() > end:
                 raise RuntimeError(
                     f"the receiver for {cid} had a safe time of {eng.safe_time_s:.3f} s, not "
@@ -385,7 +429,7 @@ class SatelliteNode:
             sl.cluster, "upload", "uploaded", cycle=cycle, stage=stage, t_start=t, deadline=sl.los_s
         )
         self._sync_receiver(sl.cluster, float(r["t_end"]))
-        self._progress(uploads_in_flight=0)
+        self._progress(uploads_in_flight=0, transfers=[], t_s=float(r["t_end"]))
         recs = r["records"]
         nbytes = 0
         for rec in recs:

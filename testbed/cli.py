@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -100,6 +101,9 @@ def _add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``testbed`` console script; returns the exit status."""
+    # Third-party progress bars (transformers' "Loading weights", hub downloads) would mix
+    # into our display; they are off in this process and in every child it starts.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "quiet", False) and getattr(args, "verbose", 0):

@@ -380,13 +380,15 @@ def _replay_cluster(
     slots_old: dict[tuple[int, str], Any],
     slots_new: dict[tuple[int, str], Any],
     drain: bool,
-) -> tuple[list[dict[str, Any]], dict[tuple[int, str], float]]:
+    progress: Any = None,
+) -> tuple[list[dict[str, Any]], dict[tuple[int, str], float], dict[str, Any]]:
     """Send one cluster's payloads as its node did.
 
     Returns
     -------
     (the final record per payload, (cycle, stage) → the aggregation time the satellite's rule
-    gives under the replay [s])
+    gives under the replay [s], the emulator's counters of the cluster's uplink — frames
+    built, delivered and lost by reason)
     """
     from channel import time_to_deliver_s
     from nodes.link_profile import capacity_fields, sender_config
@@ -417,6 +419,8 @@ def _replay_cluster(
             log.warning("replay of %s stopped: %s", o.payload.name, e)
             o.driver.now = math.inf
         o.wall_s += time.monotonic() - w0
+        if progress is not None:
+            progress(o.payload.name, finished(o))
 
     def finished(o: _Open) -> bool:
         return o.driver.e.done or o.driver.now == math.inf
@@ -527,6 +531,12 @@ def _replay_cluster(
                 if o.driver.now != math.inf:
                     t = max(t, min(o.driver.now, end if end is not None else o.driver.now))
         done.extend(pending)
+        try:  # this uplink's counters: the emulator ran for this replay only
+            link.link_clock()
+            frame_stats = dict(link.last_stats or {})
+        except TimeoutError:
+            log.warning("%s: the emulator did not report its counters", cid)
+            frame_stats = {}
     finally:
         link.close()
     out = []
@@ -552,7 +562,28 @@ def _replay_cluster(
                 **r,
             }
         )
-    return out, t_aggs
+    return out, t_aggs, frame_stats
+
+
+#: Why frames were lost, from the emulator's counters (docs/emulator.md).
+LOSS_REASONS = {
+    "gate": ("lost_gate",),
+    "detection": ("lost_no_sync", "lost_header", "lost_truncated"),
+    "decoding (LDPC)": ("ldpc_fail",),
+    "CRC": ("df_crc_fail", "crc_fail"),
+}
+
+
+def frame_losses(stats: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Totals over the links' counters: ``frames`` sent, ``delivered`` PDUs and frames lost
+    by reason (the wholly gated ones, not detected, failed decoding, failed a CRC)."""
+    out = {"frames": 0, "delivered_pdus": 0, **{k: 0 for k in LOSS_REASONS}}
+    for st in stats.values():
+        out["frames"] += int(st.get("frames", 0) or 0)
+        out["delivered_pdus"] += int(st.get("delivered", 0) or 0)
+        for reason, keys in LOSS_REASONS.items():
+            out[reason] += sum(int(st.get(k, 0) or 0) for k in keys)
+    return out
 
 
 def _accepted_s(o: _Open) -> float | None:
@@ -587,7 +618,11 @@ def _replay_t_agg(
 
 
 def replay_algorithm(
-    rec: RecordedRun, overrides: list[str], out: Path, drain: bool = False
+    rec: RecordedRun,
+    overrides: list[str],
+    out: Path,
+    drain: bool = False,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Replay one algorithm run under ``overrides``; returns its part of ``replay.json``.
 
@@ -597,6 +632,7 @@ def replay_algorithm(
     overrides : ``KEY=VALUE`` scenario overrides (may be empty)
     out : working directory for this replay (emulator config, receivers, logs, uploads.jsonl)
     drain : continue transfers still open after the last command through the remaining windows
+    progress : called ``(payload name, finished)`` after each transmission attempt
     """
     from testbed.schedule import cluster_windows
 
@@ -611,18 +647,24 @@ def replay_algorithm(
     w0 = time.monotonic()
     records: list[dict[str, Any]] = []
     t_aggs: dict[tuple[int, str, str], float] = {}
+    frames: dict[str, dict[str, Any]] = {}
     with _Emulator(scn, windows, out) as emu:
         for c in scn.clusters:
             if c.id in rec.commands:
-                rs, ta = _replay_cluster(rec, scn, c.id, emu, windows, slots_old, slots_new, drain)
+                rs, ta, fs = _replay_cluster(
+                    rec, scn, c.id, emu, windows, slots_old, slots_new, drain, progress
+                )
                 emu.check()
                 records += rs
+                frames[c.id] = fs
                 t_aggs.update({(cyc, c.id, stage): v for (cyc, stage), v in ta.items()})
     with open(out / "uploads.jsonl", "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
     t_agg = _replay_t_agg(rec, slots_old, slots_new, t_aggs)
     result = compare(rec, {r["payload"]: r for r in records}, t_agg)
+    result["frames"] = frames
+    result["summary"]["frame_losses"] = frame_losses(frames)
     result["overrides"] = list(overrides)
     result["wall_s"] = round(time.monotonic() - w0, 3)
     result["dir"] = str(out)
@@ -768,6 +810,16 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         out[f"{side}_aggs_incomplete_fraction"] = n / len(aggs) if aggs else 0.0
     out["newly_missed"] = sum(len(a["newly_missed"]) for a in aggs)
     out["newly_made"] = sum(len(a["newly_made"]) for a in aggs)
+    # why the replay's payloads did not make their aggregation: never delivered, or late
+    late: set[str] = set()
+    lost: set[str] = set()
+    for a in aggs:
+        for name in a["replay_missing"]:
+            row = next((r for r in rows if r["payload"] == name), None)
+            acc = row["replay"]["accepted_s"] if row is not None else None
+            (late if acc is not None else lost).add(name)
+    out["replay_payloads_late"] = len(late)
+    out["replay_payloads_not_delivered"] = len(lost)
     return out
 
 
@@ -793,6 +845,7 @@ def run_algorithms(
     algorithm: str | None = None,
     drain: bool = False,
     recs: list[RecordedRun] | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Replay every (or one) algorithm run of ``run_dir`` into ``out``; returns the result."""
     recs = (
@@ -808,7 +861,9 @@ def run_algorithms(
     }
     for r in recs:
         log.info("replaying %s with %s", r.algorithm, overrides or "unchanged settings")
-        res["algorithms"][r.algorithm] = replay_algorithm(r, overrides, out / r.algorithm, drain)
+        res["algorithms"][r.algorithm] = replay_algorithm(
+            r, overrides, out / r.algorithm, drain, progress
+        )
     return res
 
 
@@ -818,17 +873,42 @@ def replay_run(
     out: Path | None = None,
     algorithm: str | None = None,
     drain: bool = False,
+    progress: Any = None,
 ) -> tuple[dict[str, Any], Path]:
-    """``testbed replay``: replay, write ``replay.json``; returns (result, its path)."""
+    """``testbed replay``: replay, write ``replay.json``; returns (result, its path).
+
+    ``progress(done, total, note)`` is called as payloads finish (for a live display)."""
     recs = [load_recorded(s) for s in algorithm_dirs(run_dir, algorithm)]
     _validate(recs, overrides)
     out = out if out is not None else run_dir / "replays" / _stamp()
     _check_out(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
-    res = run_algorithms(run_dir, overrides, out, algorithm, drain, recs)
+    res = run_algorithms(
+        run_dir, overrides, out, algorithm, drain, recs, _tracker(recs, 1, progress)
+    )
     path = out / "replay.json"
     path.write_text(json.dumps(res, indent=1))
     return res, path
+
+
+class _Tracker:
+    """Counts finished payloads for a ``progress(done, total, note)`` callback."""
+
+    def __init__(self, total: int, progress: Any) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+        self.point = ""
+
+    def __call__(self, name: str, finished: bool) -> None:
+        if finished:
+            self.done += 1
+        note = f"{self.point} · {name}" if self.point else name
+        self.progress(min(self.done, self.total), self.total, note)
+
+
+def _tracker(recs: list[RecordedRun], repeats: int, progress: Any) -> _Tracker | None:
+    if progress is None:
+        return None
+    return _Tracker(repeats * sum(len(r.payloads) for r in recs), progress)
 
 
 def _check_out(run_dir: Path, out: Path) -> None:
@@ -884,8 +964,11 @@ def sweep_run(
     out: Path | None = None,
     algorithm: str | None = None,
     drain: bool = False,
+    progress: Any = None,
 ) -> tuple[dict[str, Any], Path]:
     """``testbed sweep``: replay at every point of the cartesian grid; writes ``sweep.json``.
+
+    ``progress(done, total, note)`` is called as payloads finish, over all points.
 
     Returns
     -------
@@ -908,10 +991,13 @@ def sweep_run(
         "created_wall": datetime.now(UTC).isoformat(),
         "points": [],
     }
+    track = _tracker(recs, len(points), progress)
     for i, pt in enumerate(points):
         ov = [f"{k}={v}" for k, v in pt.items()]
         log.info("sweep point %d/%d: %s", i + 1, len(points), ov)
-        r = run_algorithms(run_dir, ov, out / f"point-{i:03d}", algorithm, drain, recs)
+        if track is not None:
+            track.point = f"point {i + 1}/{len(points)} ({' '.join(ov)})"
+        r = run_algorithms(run_dir, ov, out / f"point-{i:03d}", algorithm, drain, recs, track)
         (out / f"point-{i:03d}" / "replay.json").write_text(json.dumps(r, indent=1))
         res["points"].append(
             {

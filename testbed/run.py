@@ -32,7 +32,15 @@ from flowgraphs.endpoints import remove_ipc_file
 from testbed.errors import EXIT_CHILD_FAILED, UserError
 from testbed.procs import die_with_parent
 
-__all__ = ["ChildFailedError", "prepare_run_dir", "run_algorithm", "run_scenario"]
+__all__ = [
+    "ChildFailedError",
+    "link_state",
+    "prepare_run_dir",
+    "progress_view",
+    "run_algorithm",
+    "run_scenario",
+    "run_summary_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +124,67 @@ def _wait_for_ipc(addrs: list[str], children: _Children, timeout_s: float) -> No
         time.sleep(0.2)
 
 
-def _show(alg: str, prog: dict[str, Any]) -> str:
+def link_state(windows: list[list[float]], t_s: float) -> str:
+    """``in pass until 123 s`` / ``waiting for AOS at 456 s`` / ``no more passes``."""
+    for a, b in windows:
+        if a <= t_s < b:
+            return f"in pass until {b:.0f} s"
+        if a > t_s:
+            return f"waiting for AOS at {a:.0f} s"
+    return "no more passes"
+
+
+def progress_view(
+    alg: str, prog: dict[str, Any], windows: dict[str, list[list[float]]], elapsed_s: float
+) -> tuple[list[list[str]], list[str], str]:
+    """(rows, headers, plain line) of the live display from ``progress.json``."""
+    from testbed.progress import eta_s, fmt_bytes, fmt_duration
+
     acc = prog.get("accuracy")
-    return (
-        f"[{alg}] cycle {prog.get('cycle', 0)}/{prog.get('cycles', '?')} · "
-        f"{prog.get('cluster', '-')} {prog.get('phase', '')} · uploads in flight "
-        f"{prog.get('uploads_in_flight', 0)} · accuracy "
-        f"{'-' if acc is None else f'{acc:.3f}'}"
+    acc_s = "–" if acc is None else f"{acc:.3f}"
+    t = float(prog.get("t_s") or 0.0)
+    t0 = float(prog.get("t_start_s") or 0.0)
+    hz = float(prog.get("horizon_s") or 0.0)
+    eta = eta_s(t - t0, hz - t0, elapsed_s) if prog.get("phase") != "finished" else 0.0
+    cyc = f"{prog.get('cycle', 0)}/{prog.get('cycles', '?')}"
+    transfers = prog.get("transfers") or []
+    rows = [
+        ["algorithm", alg, f"cycle {cyc} · global accuracy {acc_s}"],
+        [
+            "emulated time",
+            f"{t:.1f} s of {hz:.0f} s",
+            f"wall {fmt_duration(elapsed_s)} · ETA {fmt_duration(eta)}",
+        ],
+    ]
+    for cid, ws in windows.items():
+        mine = [x for x in transfers if str(x.get("sender", "")).startswith(f"{cid}-")]
+        up = "; ".join(
+            f"{x['sender']} {x.get('kind', '')} {fmt_bytes(x.get('received_bytes'))} of "
+            f"{fmt_bytes(x.get('size_bytes'))}"
+            + (
+                f", {x['missing_fragments']} fragments missing"
+                if x.get("missing_fragments")
+                else ""
+            )
+            for x in mine
+        )
+        state = link_state(ws, t)
+        if prog.get("cluster") == cid and prog.get("phase") == "connected":
+            state += " · connected"
+        rows.append([cid, state, up or "–"])
+    got = sum(int(x.get("received_bytes") or 0) for x in transfers)
+    tot = sum(int(x.get("size_bytes") or 0) for x in transfers)
+    line = (
+        f"[{alg}] cycle {cyc} · t {t:.0f}/{hz:.0f} s · {prog.get('cluster', '-')} "
+        f"{prog.get('phase', '')} · uploads {fmt_bytes(got)} of {fmt_bytes(tot)} · "
+        f"accuracy {acc_s} · ETA {fmt_duration(eta)}"
     )
+    return rows, ["", "state", "detail"], line
 
 
-def run_algorithm(scn: Any, sub: Path, verbose: int = 0, out=sys.stderr) -> None:
+def run_algorithm(
+    scn: Any, sub: Path, verbose: int = 0, out=sys.stderr, quiet: bool = False
+) -> None:
     """Run one algorithm's processes to completion (raises on failure)."""
     token = secrets.token_hex(4)
     prepare_run_dir(scn, sub, token)
@@ -164,22 +222,23 @@ def run_algorithm(scn: Any, sub: Path, verbose: int = 0, out=sys.stderr) -> None
                 sub / "nodes" / f"cluster-{c.id}.log",
             )
         sat, sat_log = kids.procs["satellite"]
-        last = ""
-        while sat.poll() is None:
-            bad = kids.first_failed(ignore="satellite")
-            if bad:
-                raise ChildFailedError(
-                    f"{bad[0]} exited with status {bad[1]} during the run; see {bad[2]}"
-                )
-            try:
-                line = _show(scn.algorithm.name, json.loads((sub / "progress.json").read_text()))
-            except (OSError, ValueError):
-                line = last
-            if line != last:
-                out.write(line + "\n")
-                out.flush()
-                last = line
-            time.sleep(0.3)
+        from testbed.progress import Display
+
+        windows = json.loads((sub / "windows.json").read_text())
+        with Display(f"testbed run · {scn.name}", quiet=quiet, stream=out) as disp:
+            while sat.poll() is None:
+                bad = kids.first_failed(ignore="satellite")
+                if bad:
+                    raise ChildFailedError(
+                        f"{bad[0]} exited with status {bad[1]} during the run; see {bad[2]}"
+                    )
+                try:
+                    prog = json.loads((sub / "progress.json").read_text())
+                except (OSError, ValueError):
+                    prog = None
+                if prog is not None:
+                    disp.update(*progress_view(scn.algorithm.name, prog, windows, disp.elapsed_s))
+                time.sleep(0.3)
         if sat.returncode != 0:
             raise ChildFailedError(f"satellite exited with status {sat.returncode}; see {sat_log}")
         for name, (p, lf) in kids.procs.items():  # clusters got 'stop'
@@ -205,7 +264,9 @@ def _remove_ipc_files(scn: Any, token: str) -> None:
         remove_ipc_file(a)
 
 
-def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -> dict[str, Any]:
+def run_scenario(
+    scn: Any, out: Path, algorithms: list[str], verbose: int = 0, quiet: bool = False
+) -> dict[str, Any]:
     """Run each algorithm on the scenario; returns and writes ``OUT/run.json``."""
     out.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
@@ -223,7 +284,9 @@ def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -
             build_default_model(scn.seed)
         for alg in algorithms:
             s = scn.with_overrides([f'algorithm.name="{alg}"'])
-            run_algorithm(s, out / alg, verbose)
+            w0 = time.monotonic()
+            run_algorithm(s, out / alg, verbose, quiet=quiet)
+            info.setdefault("wall_s", {})[alg] = round(time.monotonic() - w0, 1)
         info["status"] = "ok"
     except KeyboardInterrupt:
         info["status"] = "interrupted"
@@ -235,3 +298,44 @@ def run_scenario(scn: Any, out: Path, algorithms: list[str], verbose: int = 0) -
         info["finished_wall"] = datetime.now(UTC).isoformat()
         (out / "run.json").write_text(json.dumps(info, indent=1))
     return info
+
+
+def run_summary_table(out: Path) -> str:
+    """The end-of-run table (one row per algorithm) from the run directory's records."""
+    from testbed.progress import table_text
+    from testbed.report import load_run, summarize
+
+    run = load_run(out)
+    summ = summarize(run)["algorithms"]
+    walls = run.info.get("wall_s") or {}
+    rows = []
+    for alg in run.algorithms:
+        s = summ[alg.name]
+        acc = s.get("final_accuracy")
+        mean = s.get("upload_time_mean_s")
+        wall = walls.get(alg.name)
+        rows.append(
+            [
+                alg.name,
+                str(s.get("cycles")),
+                "–" if acc is None else f"{acc:.3f}",
+                str(s["cycles_to_target"]) if s.get("cycles_to_target") is not None else "no",
+                f"{s.get('uploads_accepted')}/{s.get('uploads')}",
+                "–" if mean is None else f"{mean:.1f}",
+                str(s.get("missed_aggregations")),
+                "–" if wall is None else f"{wall:.0f}",
+            ]
+        )
+    return table_text(
+        [
+            "algorithm",
+            "cycles",
+            "final acc.",
+            "cycles to target",
+            "uploads accepted",
+            "mean upload [s, emulated]",
+            "missed",
+            "wall [s]",
+        ],
+        rows,
+    )

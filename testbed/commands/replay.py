@@ -14,7 +14,7 @@ from typing import Any
 from testbed.commands.link import png_path
 from testbed.paths import add_parents_flag, check_output_path
 
-__all__ = ["format_replay", "format_sweep", "register"]
+__all__ = ["format_replay", "format_sweep", "loss_text", "register"]
 
 
 def _f(x: Any, spec: str = ".1f") -> str:
@@ -60,8 +60,45 @@ def format_replay(res: dict[str, Any], path: Path) -> str:
             f"{s['original_aggs_incomplete']}→{s['replay_aggs_incomplete']} of "
             f"{s['aggregations']} ({s['newly_missed']} newly missed, {s['newly_made']} newly made)"
         )
+        lines.append(f"why: {loss_text(s)}")
     lines.append(f"replay: {path}")
     return "\n".join(lines) + "\n"
+
+
+def loss_text(s: dict[str, Any]) -> str:
+    """Why payloads were lost: ``2 not delivered, 1 late; frames lost: 396 of 493 (gate 0,
+    detection 3, decoding (LDPC) 393, CRC 0)``."""
+    fl = s.get("frame_losses") or {}
+    lost = {k: v for k, v in fl.items() if k not in ("frames", "delivered_pdus")}
+    n = sum(lost.values())
+    parts = [
+        f"{s.get('replay_payloads_not_delivered', 0)} payload(s) not delivered in time for "
+        f"their aggregation, {s.get('replay_payloads_late', 0)} late"
+    ]
+    if fl:
+        why = ", ".join(f"{k} {v}" for k, v in lost.items())
+        parts.append(f"frames lost {n} of {fl.get('frames', 0)} ({why})")
+    return "; ".join(parts)
+
+
+def _display(what: str, quiet: bool) -> Any:
+    from testbed.progress import Display
+
+    return Display(what, quiet=quiet)
+
+
+def _progress_fn(disp: Any, what: str) -> Any:
+    from testbed.progress import eta_s, fmt_duration
+
+    def show(done: int, total: int, note: str) -> None:
+        eta = fmt_duration(eta_s(done, total, disp.elapsed_s))
+        disp.update(
+            [[f"{done}/{total}", note, fmt_duration(disp.elapsed_s), eta]],
+            ["payloads done", "now", "elapsed", "ETA"],
+            f"{what}: {done}/{total} payloads · {note} · ETA {eta}",
+        )
+
+    return show
 
 
 def format_sweep(res: dict[str, Any], path: Path, plot: Path | None) -> str:
@@ -76,6 +113,7 @@ def format_sweep(res: dict[str, Any], path: Path, plot: Path | None) -> str:
                 f"{_f(s['replay_upload_time_max_s'])} s, aggregations missing a payload "
                 f"{s['replay_aggs_incomplete_fraction']:.2f}"
             )
+            lines.append(f"  {'':<40} {'':<16} why: {loss_text(s)}")
     lines.append(f"sweep: {path}")
     if plot is not None:
         lines.append(f"plot: {plot}")
@@ -85,13 +123,16 @@ def format_sweep(res: dict[str, Any], path: Path, plot: Path | None) -> str:
 def _replay(args: argparse.Namespace) -> int:
     from testbed.replay import replay_run
 
-    res, path = replay_run(
-        Path(args.run_dir),
-        list(args.set or []),
-        check_output_path(args.out, "--out", args.parents) if args.out else None,
-        args.algorithm,
-        args.drain,
-    )
+    out = check_output_path(args.out, "--out", args.parents) if args.out else None
+    with _display("testbed replay", args.quiet) as disp:
+        res, path = replay_run(
+            Path(args.run_dir),
+            list(args.set or []),
+            out,
+            args.algorithm,
+            args.drain,
+            progress=_progress_fn(disp, "replay"),
+        )
     if args.json:
         sys.stdout.write(json.dumps({**res, "replay_json": str(path)}, indent=1) + "\n")
     else:
@@ -107,13 +148,16 @@ def _sweep(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise UserError(f"--plot {plot}: expected a .png, .svg or .pdf file name")
-    res, path = sweep_run(
-        Path(args.run_dir),
-        grid,
-        check_output_path(args.out, "--out", args.parents) if args.out else None,
-        args.algorithm,
-        args.drain,
-    )
+    out = check_output_path(args.out, "--out", args.parents) if args.out else None
+    with _display("testbed sweep", args.quiet) as disp:
+        res, path = sweep_run(
+            Path(args.run_dir),
+            grid,
+            out,
+            args.algorithm,
+            args.drain,
+            progress=_progress_fn(disp, "sweep"),
+        )
     if plot is not None:
         write_sweep_plot(res, plot)
     if args.json:

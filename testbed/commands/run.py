@@ -30,7 +30,7 @@ def _load(path: str, sets: list[str] | None = None) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from testbed.run import run_scenario
+    from testbed.run import run_scenario, run_summary_table
 
     terminate_as_interrupt()
     scn = _load(args.scenario, args.set)
@@ -43,14 +43,16 @@ def _run(args: argparse.Namespace) -> int:
         out = check_output_path(args.out, "--out", args.parents)
     else:
         out = Path(f"runs/{scn.name}-{stamp}")
-    info = run_scenario(scn, out, algs, args.verbose)
+    info = run_scenario(scn, out, algs, args.verbose, quiet=args.quiet)
     if args.report:
         info["report"] = _report(out)
         (out / "run.json").write_text(json.dumps(info, indent=1))
+    if args.json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return 0
     sys.stdout.write(
-        json.dumps(info, indent=2) + "\n"
-        if args.json
-        else f"run directory: {out}\n"
+        run_summary_table(out)
+        + f"run directory: {out}\n"
         + (f"report: {info['report']}\n" if info.get("report") else "")
     )
     return 0
@@ -84,7 +86,7 @@ def _node(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from testbed.run import run_scenario
+    from testbed.run import run_scenario, run_summary_table
 
     terminate_as_interrupt()
     scn = _load("default")
@@ -93,9 +95,10 @@ def _demo(args: argparse.Namespace) -> int:
         out = check_output_path(args.out, "--out", args.parents)
     w = sys.stdout.write
     w(f"demo: scenario 'default' with emsfl-enhanced and baseline → {out}\n")
-    info = run_scenario(scn, out, ["emsfl-enhanced", "baseline"], args.verbose)
+    info = run_scenario(scn, out, ["emsfl-enhanced", "baseline"], args.verbose, quiet=args.quiet)
     info["report"] = _report(out)
     (out / "run.json").write_text(json.dumps(info, indent=1))
+    w(run_summary_table(out))
     w(f"run directory: {out}\n")
     if info["report"]:
         w(f"report: {info['report']}\n")

@@ -151,6 +151,8 @@ def test_unchanged_replay_reproduces_upload_times(run_dir: Path) -> None:
     for r in both:
         assert abs(r["delta_upload_time_s"]) <= REPRO_TOL_S, r
     assert a["summary"]["newly_missed"] == 0 and a["summary"]["newly_made"] == 0
+    fl = a["summary"]["frame_losses"]
+    assert fl["frames"] > 0 and fl["delivered_pdus"] > 0
 
 
 @pytest.mark.integration
@@ -183,6 +185,16 @@ def test_harsher_setting_lengthens_upload_times(run_dir: Path, tmp_path: Path) -
     ]
     assert longer, a["payloads"]
     assert a["summary"]["newly_missed"] >= 1
+    # the summary says why: frames lost by reason, from the emulator's own counters
+    fl = a["summary"]["frame_losses"]
+    lost = sum(v for k, v in fl.items() if k not in ("frames", "delivered_pdus"))
+    assert fl["frames"] > 0 and 0 <= lost <= fl["frames"]
+    assert set(fl) >= {"gate", "detection", "decoding (LDPC)", "CRC"}
+    nd, late = a["summary"]["replay_payloads_not_delivered"], a["summary"]["replay_payloads_late"]
+    assert nd + late >= 1  # the newly missed payload is one of the two
+    txt = run_cli("replay", str(run_dir), "--set", "link.tx_power_dbm=-10", "--out",
+                  str(tmp_path / "harsh2"))  # fmt: skip
+    assert txt.returncode == 0 and "why:" in txt.stdout and "frames lost" in txt.stdout
 
 
 @pytest.mark.integration

@@ -43,8 +43,13 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
         log "no GPU: installing torch==$TORCH_VERSION CPU build"
         # Where a local CPU wheel is on pip's find-links (this workplace's machines),
         # `torch==X` takes it (2.13.0+cpu sorts above 2.13.0); ask for +cpu explicitly first.
+        # Else the CPU index of download.pytorch.org; only as a last resort the default
+        # (CUDA) wheel from the configured index, with a warning.
         "${PIP[@]}" "torch==$TORCH_VERSION+cpu" "numpy<2" 2>/dev/null \
-            || "${PIP[@]}" "torch==$TORCH_VERSION" "numpy<2"
+            || "${PIP[@]}" --index-url https://download.pytorch.org/whl/cpu \
+                "torch==$TORCH_VERSION" 2>/dev/null \
+            || { log "WARNING: no CPU-only torch wheel reachable; installing the default build";
+                 "${PIP[@]}" "torch==$TORCH_VERSION" "numpy<2"; }
     fi
 fi
 log "installing the project and its dependencies (numpy<2)"

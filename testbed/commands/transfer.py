@@ -296,6 +296,29 @@ def _send(args: argparse.Namespace) -> int:
         ) from e
 
 
+def _remove_stale_send_dirs() -> int:
+    """Remove ``satfl-send-*`` temp dirs of ours whose owner process is gone (a ``send`` killed
+    with SIGKILL cannot clean up after itself); returns how many were removed."""
+    n = 0
+    for d in Path(tempfile.gettempdir()).glob("satfl-send-*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            pid = int((d / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+        except PermissionError:
+            continue
+    if n:
+        log.info("removed %d stale satfl-send-* directories", n)
+    return n
+
+
 def _send_impl(args: argparse.Namespace) -> int:
     from channel import contact_windows
     from nodes.zmq_link import LinkEndpoints
@@ -324,7 +347,9 @@ def _send_impl(args: argparse.Namespace) -> int:
         if args.start_emulator:
             # Endpoints unique to this invocation: no collision with a running emulator,
             # another send, or socket files a killed process left behind.
+            _remove_stale_send_dirs()
             tmpdir = tempfile.mkdtemp(prefix="satfl-send-")
+            (Path(tmpdir) / "owner.pid").write_text(str(os.getpid()))
             eps = {
                 lid: LinkEndpoints(*(f"ipc://{tmpdir}/{lid}-{k}" for k in ("in", "out", "status")))
                 for lid in (args.link, f"{args.link}-down")

@@ -13,10 +13,16 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["Display", "eta_s", "fmt_bytes", "fmt_duration", "silence_third_party_bars"]
+__all__ = [
+    "Display",
+    "eta_s",
+    "fmt_bytes",
+    "fmt_duration",
+    "silence_third_party_bars",
+    "table_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,7 @@ class Display:
         self._live: Any = None
         self._last_line = ""
         self._last_t = -1e18
+        self._pending = ""
         self.t0 = time.monotonic()
 
     def __enter__(self) -> Display:
@@ -110,6 +117,10 @@ class Display:
         if self._live is not None:
             self._live.__exit__(*exc)
             self._live = None
+        elif not self.quiet and self._pending and self._pending != self._last_line:
+            self.stream.write(self._pending + "\n")  # the final state, even if rate-limited
+            self.stream.flush()
+            self._last_line = self._pending
 
     @property
     def elapsed_s(self) -> float:
@@ -130,6 +141,7 @@ class Display:
             self._live.update(table)
             return
         now = time.monotonic()
+        self._pending = line
         if line != self._last_line and now - self._last_t >= self.min_interval_s:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -155,24 +167,3 @@ def table_text(headers: list[str], rows: list[list[str]]) -> str:
     for r in rows:
         out.append("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)))
     return "\n".join(out) + "\n"
-
-
-def counter(
-    display: Display, what: str, total: int
-) -> Callable[[int, str], None]:  # pragma: no cover - thin
-    """A ``(done, note)`` callback that shows ``what done/total · ETA`` on ``display``."""
-
-    def show(done: int, note: str = "") -> None:
-        eta = eta_s(done, total, display.elapsed_s)
-        line = (
-            f"{what} {done}/{total}"
-            + (f" · {note}" if note else "")
-            + f" · elapsed {fmt_duration(display.elapsed_s)} · ETA {fmt_duration(eta)}"
-        )
-        display.update(
-            [[f"{done}/{total}", note or "–", fmt_duration(display.elapsed_s), fmt_duration(eta)]],
-            [what, "now", "elapsed", "ETA"],
-            line,
-        )
-
-    return show

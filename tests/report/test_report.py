@@ -518,3 +518,159 @@ def test_cli_end_to_end(built, tmp_path, cli):
     bad = cli("report", str(tmp_path / "nope"), timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "not a run directory" in bad.stderr
+
+
+# -- issue 14: the page parsed as HTML, the per-pass table, censoring, a real browser ----------
+def _html_parts(page: str) -> tuple[list[str], list[str], list[list[list[str]]]]:
+    """(headings, img srcs, tables as rows of cell texts) with the standard-library parser."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads: list[str] = []
+            self.imgs: list[str] = []
+            self.tables: list[list[list[str]]] = []
+            self._h = False
+            self._cell: list[str] | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("h2", "h3"):
+                self._h = True
+                self.heads.append("")
+            elif tag == "img":
+                self.imgs.append(dict(attrs).get("src", ""))
+            elif tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self._cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("h2", "h3"):
+                self._h = False
+            elif tag in ("td", "th") and self._cell is not None:
+                self.tables[-1][-1].append("".join(self._cell))
+                self._cell = None
+
+        def handle_data(self, data):
+            if self._h:
+                self.heads[-1] += data
+            if self._cell is not None:
+                self._cell.append(data)
+
+    p = P()
+    p.feed(page)
+    return p.heads, p.imgs, p.tables
+
+
+def _kb(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_every_image_resolves_and_the_tables_are_there(built):
+    import base64
+
+    _, _, res = built
+    heads, imgs, tables = _html_parts(res.report.read_text())
+    assert {"Summary", "Link", "Link settings", "Passes", "Missing payloads", "Figures"} <= set(
+        heads
+    )
+    assert len(imgs) == len(res.figures) and "wall_time.png" in {p.name for p in res.figures}
+    for src in imgs:
+        head, _, b64 = src.partition(",")
+        assert head == "data:image/png;base64"
+        assert base64.b64decode(b64, validate=True)[:8] == PNG_MAGIC
+    link_settings = next(t for t in tables if t[0][:2] == ["algorithm", "schedule"])
+    assert all(row[1] == "idealised slots" for row in link_settings[1:])
+
+
+def test_pass_table_numbers_match_the_records(built):
+    root, recs, res = built
+    _, _, tables = _html_parts(res.report.read_text())
+    pass_tables = [t for t in tables if t[0][:3] == ["cluster", "window", "AOS [s]"]]
+    assert len(pass_tables) == len(recs)
+    for (name, r), t in zip(recs.items(), pass_tables, strict=True):
+        ups = r["uploads"]
+        # the run's end: its last cycle, or a later record (an upload accepted after it)
+        end = max(
+            [m["t_s"] for m in r["metrics"]]
+            + [u[k] for u in ups for k in ("first_tx_s", "accepted_s") if u[k] is not None]
+        )
+        windows = json.loads((root / name / "windows.json").read_text())
+        n_windows = sum(1 for ws in windows.values() for a, _ in ws if a < end)
+        assert len(t) - 1 == n_windows
+        for row in t[1:]:
+            cid, a, b = row[0], _kb(row[2]), _kb(row[3])
+            offered = sum(u["size_bytes"] for u in ups if u["cluster"] == cid
+                          and a <= u["first_tx_s"] < b)  # fmt: skip
+            accepted = sum(
+                u["size_bytes"]
+                for u in ups
+                if u["cluster"] == cid and u["accepted_s"] is not None and a <= u["accepted_s"] <= b
+            )
+            assert _kb(row[6]) == pytest.approx(offered / 1e3, abs=0.05), (name, row)
+            assert _kb(row[7]) == pytest.approx(accepted / 1e3, abs=0.05), (name, row)
+            assert row[5] != "–" and _kb(row[5]) > 0  # the Shannon bound of the window
+
+
+def test_upload_times_are_kaplan_meier_with_censoring():
+    from testbed.report import AlgorithmRun, upload_time_km
+
+    def alg(censor_first_tx: float) -> AlgorithmRun:
+        a = AlgorithmRun("x", Path("."))
+        a.metrics = [{"t_s": 100.0}]
+        a.final_uploads = [
+            {"status": "accepted", "upload_time_s": 10.0, "first_tx_s": 0.0},
+            {"status": "accepted", "upload_time_s": 20.0, "first_tx_s": 0.0},
+            {"status": "incomplete", "upload_time_s": None, "first_tx_s": censor_first_tx},
+        ]
+        return a
+
+    # censored after every event (in flight 70 s at the end): F stops at 2/3, never 1
+    t, f, n, total = upload_time_km(alg(30.0))
+    assert (t, n, total) == ([10.0, 20.0], 2, 3) and f == pytest.approx([1 / 3, 2 / 3])
+    # censored at 15 s (first_tx 85, the run ends at 100): by hand, S(10) = 2/3, then one at
+    # risk at 20 s: S(20) = 0
+    t, f, n, total = upload_time_km(alg(85.0))
+    assert f == pytest.approx([1 / 3, 1.0])
+    # all accepted: the plain ECDF
+    a = alg(0.0)
+    a.final_uploads = a.final_uploads[:2]
+    assert upload_time_km(a)[1] == pytest.approx([0.5, 1.0])
+
+
+def test_idealised_schedule_is_captioned(built):
+    _, _, res = built
+    page = res.report.read_text()
+    caps = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert sum("IDEALISED SCHEDULE" in c for c in caps) == len(ALGS)
+    assert all("IDEALISED" not in c for c in caps if "elevation / SNR" not in c)
+    assert page.count("synthetic square wave") == len(ALGS)
+
+
+@pytest.mark.skipif(
+    not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser")),
+    reason="needs a Chromium for the headless screenshot",
+)
+def test_report_renders_in_headless_chromium(built, tmp_path):
+    import shutil
+    import subprocess
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    _, _, res = built
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    shot = tmp_path / "shot.png"
+    r = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=1280,2400", res.report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.is_file(), r.stderr[-2000:]
+    img = mpimg.imread(shot)
+    # not a blank page: text, tables and figures give many distinct colours
+    assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 50

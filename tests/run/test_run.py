@@ -88,18 +88,18 @@ def _run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """One short EMS-FL run (2 cycles, 2 clusters): (scenario, run dir, stderr)."""
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str, str]:
+    """One short EMS-FL run (2 cycles, 2 clusters): (scenario, run dir, stderr, stdout)."""
     tmp = tmp_path_factory.mktemp("short")
     scn = _scenario(tmp, algorithm="emsfl", cycles=2)
     out = tmp / "run"
     r = _run(str(scn), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    return scn, out, r.stderr
+    return scn, out, r.stderr, r.stdout
 
 
 def test_short_scenario_end_to_end_through_the_emulator(short_run):
-    _, out, stderr = short_run
+    _, out, stderr, stdout = short_run
     d = out / "emsfl"
     for f in (
         "scenario.toml",
@@ -162,8 +162,16 @@ def test_short_scenario_end_to_end_through_the_emulator(short_run):
         for b in bursts
     )
     assert set(metrics[0]["peak_memory_bytes_by_node"]) == {"satellite", "c1", "c2"}
-    # Live progress was shown.
-    assert "cycle 2/2" in stderr
+    # Live progress was shown (plain lines: stderr is not a terminal), with emulated time,
+    # and the run ended with its summary table, whose numbers are the records'.
+    assert "[emsfl] cycle 2/2" in stderr and " · t " in stderr and "ETA" in stderr
+    assert "Loading weights" not in stderr  # third-party bars are off
+    head, rule, row = stdout.splitlines()[:3]
+    assert head.split()[:2] == ["algorithm", "cycles"] and set(rule) <= {"-", " "}
+    acc = f"{metrics[-1]['accuracy_global']:.3f}"
+    finals = {u.get("transfer_id") or u["payload"]: u for u in ups}  # last record per payload
+    n_acc = sum(1 for u in finals.values() if u["status"] == "accepted")
+    assert row.split()[:3] == ["emsfl", "2", acc] and f"{n_acc}/{len(finals)}" in row
 
 
 # Record fields measured on the wall clock (or the host's memory); all others are emulated
@@ -178,7 +186,7 @@ def _strip_wall(rows: list[dict]) -> list[dict]:
 def test_same_scenario_twice_gives_identical_records(short_run, tmp_path):
     # The same scenario and seed, run again (other sockets, other wall timing, other PIDs):
     # uploads, aggregations and metrics repeat exactly, floats bit for bit (docs/clock.md).
-    scn, out1, _ = short_run
+    scn, out1, _, _ = short_run
     out2 = tmp_path / "run2"
     r = _run(str(scn), "--out", str(out2))
     assert r.returncode == 0, r.stderr[-3000:]

@@ -36,8 +36,11 @@ __all__ = [
     "parse_walker",
 ]
 
-_WALKER = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*:\s*(\d+)\s*/\s*(\d+)\s*/\s*(\d+)\s*$")
+_WALKER = re.compile(
+    r"^\s*([0-9]+(?:\.[0-9]*)?)\s*:\s*([0-9]+)\s*/\s*([0-9]+)\s*/\s*([0-9]+)\s*$", re.ASCII
+)
 PATTERNS = ("delta", "star")
+MAX_SATELLITES = 20000
 
 
 class ConstellationError(ValueError):
@@ -70,8 +73,8 @@ def parse_walker(text: str) -> tuple[float, int, int, int]:
         raise ConstellationError(f"Walker inclination {inc:g} deg is outside 0..180")
     if t < 1 or p < 1:
         raise ConstellationError(f"Walker T and P must be >= 1, got T={t}, P={p}")
-    if t > 20000:
-        raise ConstellationError(f"Walker T = {t} is more than 20000 satellites")
+    if t > MAX_SATELLITES:
+        raise ConstellationError(f"Walker T = {t} is more than {MAX_SATELLITES} satellites")
     if t % p:
         raise ConstellationError(f"Walker T = {t} is not a multiple of P = {p}")
     if not 0 <= f < p:
@@ -168,6 +171,18 @@ class Constellation:
                 )
         if not sets:
             raise ConstellationError(f"{source}: no TLE found")
+        if len(sets) > MAX_SATELLITES:
+            raise ConstellationError(
+                f"{source}: {len(sets)} TLEs is more than {MAX_SATELLITES} satellites"
+            )
+        seen: dict[tuple[str, str], str] = {}
+        for name, l1, l2 in sets:
+            key = (l1[2:].strip(), l2[2:].strip())
+            if key in seen:
+                raise ConstellationError(
+                    f"{source}: {name} has the same elements as {seen[key]} (a duplicate TLE)"
+                )
+            seen[key] = name
         orbits = []
         for name, l1, l2 in sets:
             try:
@@ -183,11 +198,14 @@ class Constellation:
         normal = np.cross(r, v)
         normal /= np.linalg.norm(normal, axis=1, keepdims=True)
         planes = _group_planes(normal)
-        raan = np.degrees(np.arctan2(normal[:, 0], -normal[:, 1])) % 360.0
         u = _arg_latitude_deg(r, normal)
-        order = sorted(
-            set(planes), key=lambda g: round(float(np.mean(raan[planes == g])), 3) % 360.0
-        )
+
+        def plane_raan(g: int) -> float:  # Ω of the plane's mean normal (no wrap-around mean)
+            h = normal[planes == g].sum(axis=0)
+            om = math.degrees(math.atan2(h[0], -h[1])) % 360.0
+            return om - 360.0 if om > 359.5 else om
+
+        order = sorted(set(planes), key=plane_raan)
         sats = []
         for pi, g in enumerate(order):
             members = sorted(np.flatnonzero(planes == g), key=lambda k: u[k])

@@ -42,6 +42,10 @@ __all__ = ["KINDS", "Contact", "ContactPlan", "contact_plan", "inter_plane_pairs
 
 KINDS = ("sat_ground", "isl")
 _BISECT = 17  # 10 s / 2^17 ≈ 76 µs
+#: Largest satellites × time steps of one plan (48 bytes each for the ephemeris, about
+#: three times that at the peak): Starlink's 1584-satellite shell over a day is 13.7 M.
+MAX_SAT_STEPS = 20_000_000
+_CHUNK = 2_000_000  # (pair × step) elements per vectorised block
 
 
 @dataclass(frozen=True)
@@ -148,27 +152,51 @@ class Contact:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "contact") -> Contact:
-        """Read one contact of a plan's JSON (errors name ``where`` and the key)."""
-        try:
-            kind, src, dst = d["kind"], d["from"], d["to"]
-            start, end = float(d["start_s"]), float(d["end_s"])
-            prof = d["profile"]
-            t = [start + float(x) for x in prof["t_s"]]
-            r = [float(x) for x in prof["rate_bps"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConstellationError(f"{where}: missing or malformed field {e}") from None
+        """Read one contact of a plan's JSON; every error is a one-line
+        :class:`ConstellationError` naming ``where`` and the field."""
+
+        def num(key: str, default: Any = None, lo: float | None = 0.0) -> float:
+            v = d.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ConstellationError(f"{where}.{key}: expected a finite number, got {v!r}")
+            if lo is not None and v < lo:
+                raise ConstellationError(f"{where}.{key}: must be >= {lo:g}, got {v!r}")
+            return float(v)
+
+        if not isinstance(d, dict):
+            raise ConstellationError(f"{where}: expected an object")
+        kind, src, dst = d.get("kind"), d.get("from"), d.get("to")
         if kind not in KINDS:
             raise ConstellationError(f"{where}.kind: expected one of {KINDS}, got {kind!r}")
         if not (isinstance(src, str) and isinstance(dst, str) and src and dst and src != dst):
             raise ConstellationError(f"{where}: from/to must be two different node names")
-        if not (math.isfinite(start) and math.isfinite(end) and end > start):
-            raise ConstellationError(f"{where}: needs finite start_s < end_s")
-        if len(t) < 2 or len(t) != len(r):
-            raise ConstellationError(f"{where}.profile: needs >= 2 matching t_s/rate_bps points")
-        if any(b < a for a, b in itertools.pairwise(t)) or any(
-            not (math.isfinite(x) and x >= 0) for x in r
+        start, end = num("start_s", lo=None), num("end_s", lo=None)
+        if not end > start:
+            raise ConstellationError(f"{where}: needs start_s < end_s")
+        prof = d.get("profile")
+        if not isinstance(prof, dict):
+            raise ConstellationError(f"{where}.profile: expected an object with t_s and rate_bps")
+        ts, rs = prof.get("t_s"), prof.get("rate_bps")
+        if not (
+            isinstance(ts, list) and isinstance(rs, list) and len(ts) >= 2 and len(ts) == len(rs)
         ):
+            raise ConstellationError(f"{where}.profile: needs >= 2 matching t_s/rate_bps points")
+        vals = [*ts, *rs]
+        if any(isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x)
+               for x in vals):  # fmt: skip
+            raise ConstellationError(f"{where}.profile: every t_s and rate_bps must be finite")
+        t = [start + float(x) for x in ts]
+        r = [float(x) for x in rs]
+        if any(b <= a for a, b in itertools.pairwise(t)) or min(r) < 0:
             raise ConstellationError(f"{where}.profile: t_s must rise and rates be >= 0")
+        tol = 1e-6 * max(1.0, abs(end))
+        if abs(t[0] - start) > tol or abs(t[-1] - end) > tol:
+            raise ConstellationError(
+                f"{where}.profile: t_s must run from 0 to duration (the contact's start to end)"
+            )
+        trunc = d.get("truncated", False)
+        if not isinstance(trunc, bool):
+            raise ConstellationError(f"{where}.truncated: expected true or false, got {trunc!r}")
         return cls(
             kind,
             src,
@@ -177,9 +205,9 @@ class Contact:
             end,
             tuple(t),
             tuple(r),
-            float(d.get("max_range_km", 0.0)) * 1e3,
-            float(d.get("max_doppler_hz", 0.0)),
-            bool(d.get("truncated", False)),
+            num("max_range_km", 0.0) * 1e3,
+            num("max_doppler_hz", 0.0),
+            trunc,
         )
 
 
@@ -237,16 +265,19 @@ class ContactPlan:
             start = datetime.fromisoformat(str(d["start"]).replace("Z", "+00:00")) - epoch
             end = datetime.fromisoformat(str(d["end"]).replace("Z", "+00:00")) - epoch
             raw = d["contacts"]
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
             raise ConstellationError(f"{source}: missing or malformed field {e}") from None
         if epoch.tzinfo is None:
             raise ConstellationError(f"{source}: epoch needs a time zone (Z)")
         if not isinstance(raw, list):
             raise ConstellationError(f"{source}: contacts must be a list")
-        contacts = [
-            Contact.from_dict(c if isinstance(c, dict) else {}, f"{source}: contacts[{i}]")
-            for i, c in enumerate(raw)
-        ]
+        if not end.total_seconds() > start.total_seconds():
+            raise ConstellationError(f"{source}: end must be after start")
+        contacts = [Contact.from_dict(c, f"{source}: contacts[{i}]") for i, c in enumerate(raw)]
+        lo, hi = start.total_seconds() - 1e-6, end.total_seconds() + 1e-6
+        for i, c in enumerate(contacts):
+            if c.start_s < lo or c.end_s > hi:
+                raise ConstellationError(f"{source}: contacts[{i}] lies outside the plan's horizon")
         sats = d.get("satellites", [])
         stations = d.get("stations", [])
         if not (isinstance(sats, list) and all(isinstance(s, dict) and "id" in s for s in sats)):
@@ -291,14 +322,15 @@ def _elevation_deg(rsat: np.ndarray, site_pos: np.ndarray, up: np.ndarray) -> np
 
 
 def _bisect(pred: Any, lo: np.ndarray, hi: np.ndarray, lo_state: np.ndarray) -> np.ndarray:
-    """Vectorised bisection of boolean edges: ``pred(mid)`` → states; returns the edge times."""
+    """Vectorised bisection of boolean edges: ``pred(mid)`` → states; returns each edge time
+    on its usable (True) side, so a contact's first and last instants obey its rules."""
     lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
     for _ in range(_BISECT):
         mid = 0.5 * (lo + hi)
         same = pred(mid) == lo_state
         lo = np.where(same, mid, lo)
         hi = np.where(same, hi, mid)
-    return hi
+    return np.where(lo_state, lo, hi)
 
 
 def _intervals(
@@ -329,22 +361,33 @@ def _intervals(
 
 
 def inter_plane_pairs(constellation: Constellation) -> list[tuple[int, int]]:
-    """Adjacent plane pairs (p, q) that get inter-plane ISLs: p and p+1 (cyclically), except
-    across a seam, where the planes' orbit normals are more than 90° apart (counter-rotating
-    planes, e.g. plane P−1 and plane 0 of a Walker star)."""
+    """Adjacent plane pairs (p, p+1), cyclically, that get inter-plane ISLs — all of them in a
+    Walker delta; a Walker star has its *seam* between plane P−1 and plane 0, where the planes
+    fly in opposite directions, and no links across it. For a TLE set (planes ordered by the
+    node's right ascension Ω) the seam is the largest gap in Ω when it is more than 1.5 times
+    the median of the others (a star-like layout); else there is none."""
     n = constellation.n_planes
     if n < 2:
         return []
-    normals = []
-    for p in range(n):
-        idx = constellation.plane_members(p)
-        r, v = constellation.satellites[idx[0]].orbit.eci(np.zeros(1))
-        h = np.cross(r[0], v[0])
-        normals.append(h / np.linalg.norm(h))
     pairs = [(p, p + 1) for p in range(n - 1)]
-    if n > 2:
-        pairs.append((n - 1, 0))
-    return [(p, q) for p, q in pairs if float(normals[p] @ normals[q]) > 0.0]
+    if n == 2:
+        return pairs
+    pattern = constellation.pattern
+    if pattern == "star":
+        return pairs
+    if pattern == "tle":
+        raan = []
+        for p in range(n):
+            idx = constellation.plane_members(p)
+            r, v = constellation.satellites[idx[0]].orbit.eci(np.zeros(1))
+            h = np.cross(r[0], v[0])
+            raan.append(math.degrees(math.atan2(h[0], -h[1])) % 360.0)
+        gaps = [(raan[(p + 1) % n] - raan[p]) % 360.0 for p in range(n)]
+        k = int(np.argmax(gaps))
+        others = [g for q, g in enumerate(gaps) if q != k]
+        if gaps[k] > 1.5 * float(np.median(others)):
+            return [(p, (p + 1) % n) for p in range(n) if p != k]
+    return [*pairs, (n - 1, 0)]
 
 
 def contact_plan(
@@ -388,16 +431,29 @@ def contact_plan(
     rules = rules or IslRules()
     terminal = terminal or RfTerminal()
     t_end_s = t_start_s + duration_s
+    n_steps = int(math.ceil(duration_s / step_s)) + 1
+    size = len(constellation.satellites) * n_steps
+    if size > MAX_SAT_STEPS:
+        raise ConstellationError(
+            f"{len(constellation.satellites)} satellites × {n_steps} time steps is more than "
+            f"{MAX_SAT_STEPS:,} (about {MAX_SAT_STEPS * 48 / 1e9:.1f} GB of ephemeris); "
+            "shorten the horizon or split the constellation"
+        )
     eph = Ephemeris(constellation, t_start_s, t_end_s, step_s)
     t = eph.t
     sats = constellation.satellites
     theta0 = gmst_rad(constellation.epoch)
     spans: list[tuple[str, str, str, int, int, float, float, bool]] = []
 
+    rows_per = max(1, _CHUNK // max(1, t.size))
     for g, site in enumerate(stations):
         spos, _, up = _station_eci(site, theta0, t)
-        el = _elevation_deg(eph.pos, spos[None], up[None])
-        mask = el >= min_elevation_deg
+        mask = np.concatenate(
+            [
+                _elevation_deg(eph.pos[i : i + rows_per], spos[None], up[None]) >= min_elevation_deg
+                for i in range(0, len(sats), rows_per)
+            ]
+        )
 
         def refine(
             rows: np.ndarray,
@@ -427,9 +483,18 @@ def contact_plan(
         if pairs:
             a_idx = np.array([a for a, _ in pairs])
             b_idx = np.array([b for _, b in pairs])
-            mask = isl_metrics(
-                eph.pos[a_idx], eph.vel[a_idx], eph.pos[b_idx], eph.vel[b_idx], rules
-            )["usable"]
+            mask = np.concatenate(
+                [
+                    isl_metrics(
+                        eph.pos[a_idx[i : i + rows_per]],
+                        eph.vel[a_idx[i : i + rows_per]],
+                        eph.pos[b_idx[i : i + rows_per]],
+                        eph.vel[b_idx[i : i + rows_per]],
+                        rules,
+                    )["usable"]
+                    for i in range(0, len(pairs), rows_per)
+                ]
+            )
 
             def refine_intra(
                 rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, st: np.ndarray
@@ -561,20 +626,21 @@ def _profiles(
     rate = np.zeros(tt.size)
     rng = np.zeros(tt.size)
     fd = np.zeros(tt.size)
-    g_sel = np.flatnonzero(kind_g)
-    if g_sel.size:
-        rs, vs = eph.at(j_idx[g_sel], tt[g_sel])
-        lam = SPEED_OF_LIGHT_M_S / ground.carrier_hz
-        n_dbm = noise_power_dbm(ground.bandwidth_hz, ground.noise_figure_db, ground.noise_temp_k)
+    lam = SPEED_OF_LIGHT_M_S / ground.carrier_hz
+    n_dbm = noise_power_dbm(ground.bandwidth_hz, ground.noise_figure_db, ground.noise_temp_k)
+    for c0 in range(0, tt.size, _CHUNK):  # bounded memory for very many contacts
+        blk = np.arange(c0, min(c0 + _CHUNK, tt.size))
+        g_sel = blk[kind_g[blk]]
         for g, site in enumerate(stations):
-            m = i_idx[g_sel] == -1 - g
-            if not m.any():
+            sel = g_sel[i_idx[g_sel] == -1 - g]
+            if not sel.size:
                 continue
-            sp, sv, up = _station_eci(site, theta0, tt[g_sel][m])
-            rho = rs[m] - sp
+            rs, vs = eph.at(j_idx[sel], tt[sel])
+            sp, sv, up = _station_eci(site, theta0, tt[sel])
+            rho = rs - sp
             d = np.linalg.norm(rho, axis=-1)
             el = np.degrees(np.arcsin(np.clip(np.einsum("ij,ij->i", rho, up) / d, -1, 1)))
-            rr = np.einsum("ij,ij->i", rho, vs[m] - sv) / d
+            rr = np.einsum("ij,ij->i", rho, vs - sv) / d
             snr = (
                 ground.tx_power_dbm
                 + ground.tx_antenna_gain_dbi
@@ -584,19 +650,18 @@ def _profiles(
                 - n_dbm
                 - ground.implementation_loss_db
             )
-            sel = g_sel[m]
             rate[sel] = ground.bandwidth_hz * np.log2(1.0 + 10.0 ** (snr / 10.0))
             rng[sel] = d
             fd[sel] = -rr / lam
-    s_sel = np.flatnonzero(~kind_g)
-    if s_sel.size:
-        ra, va = eph.at(i_idx[s_sel], tt[s_sel])
-        rb, vb = eph.at(j_idx[s_sel], tt[s_sel])
-        d = np.linalg.norm(rb - ra, axis=-1)
-        rr = np.einsum("ij,ij->i", rb - ra, vb - va) / np.maximum(d, 1e-3)
-        rate[s_sel] = terminal.rate_bps(d)
-        rng[s_sel] = d
-        fd[s_sel] = terminal.doppler_hz(rr)
+        s_sel = blk[~kind_g[blk]]
+        if s_sel.size:
+            ra, va = eph.at(i_idx[s_sel], tt[s_sel])
+            rb, vb = eph.at(j_idx[s_sel], tt[s_sel])
+            d = np.linalg.norm(rb - ra, axis=-1)
+            rr = np.einsum("ij,ij->i", rb - ra, vb - va) / np.maximum(d, 1e-3)
+            rate[s_sel] = terminal.rate_bps(d)
+            rng[s_sel] = d
+            fd[s_sel] = terminal.doppler_hz(rr)
     out = []
     bounds = np.concatenate([[0], np.cumsum([ts.size for ts in times])])
     for n, sp in enumerate(spans):

@@ -17,6 +17,7 @@ Two propagators share one interface (:class:`Orbit`):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -245,6 +246,14 @@ def circular_tle(orbit: CircularOrbit, norad_id: int = 99999, name: str = "SATFL
     return f"{name}\n{l1}\n{l2}\n"
 
 
+@functools.lru_cache(maxsize=1)
+def _timescale() -> object:
+    """skyfield's timescale, loaded once (its built-in tables; no download)."""
+    from skyfield.api import load
+
+    return load.timescale(builtin=True)
+
+
 @dataclass(frozen=True)
 class TleOrbit:
     """SGP4 propagation of a TLE (skyfield). ``t_s`` is measured from ``epoch``.
@@ -258,7 +267,7 @@ class TleOrbit:
     epoch: datetime = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        from skyfield.api import EarthSatellite, load
+        from skyfield.api import EarthSatellite
 
         l1, l2 = self.line1.rstrip(), self.line2.rstrip()
         for idx, line in ((1, l1), (2, l2)):
@@ -268,7 +277,7 @@ class TleOrbit:
                 )
             if not line[68].isdigit() or _tle_checksum(line) != int(line[68]):
                 raise OrbitError(f"TLE line {idx} fails its checksum")
-        ts = load.timescale(builtin=True)
+        ts = _timescale()
         try:
             sat = EarthSatellite(l1, l2, self.name, ts)
         except Exception as e:  # sgp4 raises assorted errors on bad fields

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import numbers
 from bisect import insort
 from dataclasses import dataclass
 
@@ -122,6 +123,8 @@ class ContactGraph:
         """The route of ``nbytes`` released at ``src`` at ``t_s`` that reaches ``dst`` first,
         or None if none does within the plan."""
         self._check(src, dst, nbytes)
+        t_s = self._check_time(t_s)
+        nbytes = int(nbytes)
         best: dict[str, float] = {src: t_s}
         pred: dict[str, Hop] = {}
         heap: list[tuple[float, str]] = [(t_s, src)]
@@ -164,6 +167,7 @@ class ContactGraph:
         """The route with the smallest arrival − release over releases at ``t_s`` and at the
         start of each of ``src``'s contacts after it (ties: the earlier arrival)."""
         self._check(src, dst, nbytes)
+        t_s = self._check_time(t_s)
         cands = {t_s} | {
             self.contacts[i].start_s
             for i, _ in self._out.get(src, [])
@@ -192,5 +196,12 @@ class ContactGraph:
                 raise ConstellationError(f"{name} {n!r} is not a node of the contact plan")
         if src == dst:
             raise ConstellationError("source and destination are the same node")
-        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes <= 0:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes <= 0:
             raise ConstellationError(f"payload size must be a positive integer, got {nbytes!r}")
+
+    @staticmethod
+    def _check_time(t_s: float) -> float:
+        t = float(t_s)
+        if not math.isfinite(t):
+            raise ConstellationError(f"release time must be finite, got {t_s!r}")
+        return t

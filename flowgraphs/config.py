@@ -295,8 +295,9 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
     rt = d.get("realtime", False)
     if not isinstance(rt, bool):
         raise ConfigError(f"{where}.realtime: expected true or false, got {rt!r}")
+    orbit_keys = _orbit_keys(where, "orbit", _table(where, d, "orbit"))
     try:
-        orbit = CircularOrbit(**d.get("orbit", {}))
+        orbit = CircularOrbit(**orbit_keys)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}.orbit: {e}") from e
     try:
@@ -312,12 +313,14 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         raise ConfigError(f"{where}.params: {e}") from e
     peer, rules = None, None
     if kind == "isl":
+        peer_keys = {"epoch": orbit.epoch, **_orbit_keys(where, "peer", _table(where, d, "peer"))}
         try:
-            peer = CircularOrbit(**{"epoch": orbit.epoch, **_table(where, d, "peer")})
+            peer = CircularOrbit(**peer_keys)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}.peer: {e}") from e
+        isl_keys = _table(where, d, "isl")
         try:
-            rules = IslRules(**_table(where, d, "isl"))
+            rules = IslRules(**isl_keys)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}.isl: {e}") from e
     schedule, sched_el = _schedule(where, d.get("schedule"), params)
@@ -371,6 +374,27 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         peer=peer,
         isl=rules,
     )
+
+
+def _orbit_keys(where: str, key: str, t: dict[str, Any]) -> dict[str, Any]:
+    """An orbit table's keys, with ``epoch`` as a timezone-aware datetime (TOML datetime or
+    an ISO-8601 string)."""
+    out = dict(t)
+    ep = out.get("epoch")
+    if isinstance(ep, str):
+        from datetime import datetime
+
+        try:
+            ep = datetime.fromisoformat(ep.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"{where}.{key}.epoch: not an ISO-8601 time: {ep!r}") from None
+    if ep is not None:
+        if not hasattr(ep, "tzinfo") or not hasattr(ep, "hour"):
+            raise ConfigError(f"{where}.{key}.epoch: expected a date and time, got {ep!r}")
+        if ep.tzinfo is None:
+            raise ConfigError(f"{where}.{key}.epoch: needs a time zone (append Z for UTC)")
+        out["epoch"] = ep
+    return out
 
 
 def _table(where: str, d: dict[str, Any], key: str) -> dict[str, Any]:

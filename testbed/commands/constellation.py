@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,26 @@ __all__ = ["parse_stations", "plot_constellation", "register"]
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+#: options that --scenario replaces (option → argparse dest), and their defaults
+_CONSTELLATION_OPTS = {
+    "--walker": "walker",
+    "--tle-file": "tle_file",
+    "--stations": "stations",
+    "--pattern": "pattern",
+    "--altitude-km": "altitude_km",
+    "--min-elevation-deg": "min_elevation_deg",
+    "--isl-terminal": "isl_terminal",
+    "--max-isl-range-km": "max_isl_range_km",
+    "--grazing-altitude-km": "grazing_altitude_km",
+    "--max-slew-deg-s": "max_slew_deg_s",
+    "--no-intra-plane": "no_intra_plane",
+    "--no-inter-plane": "no_inter_plane",
+}
+_DEFAULTS: dict[str, Any] = {}
+#: the timeline shows one row per satellite up to this many (then only the stations)
+_MAX_PLOT_ROWS = 150
 
 
 def parse_stations(text: str) -> list[Any]:
@@ -73,6 +94,16 @@ def _build(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
     epoch = _parse_epoch(args.epoch)
     try:
         if args.scenario:
+            given = [
+                opt
+                for opt, dest in _CONSTELLATION_OPTS.items()
+                if getattr(args, dest) != _DEFAULTS.get(dest)
+            ]
+            if given:
+                raise UserError(
+                    f"--scenario takes the constellation and stations from the file; "
+                    f"do not also give {', '.join(given)}"
+                )
             from testbed.scenario import load_scenario
 
             sc = load_scenario(args.scenario)
@@ -94,7 +125,9 @@ def _build(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
                 spec.inter_plane,
             )
             terminal = spec.isl_terminal
-            hours, min_el = spec.hours, spec.min_elevation_deg
+            # --hours, when given, shortens or extends the scenario's horizon
+            hours = args.hours if args.hours != _DEFAULTS.get("hours") else spec.hours
+            min_el = spec.min_elevation_deg
         else:
             if bool(args.walker) == bool(args.tle_file):
                 raise UserError("give exactly one of --walker I:T/P/F or --tle-file FILE")
@@ -105,7 +138,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
             else:
                 ep = epoch if args.epoch_given else None
                 con = Constellation.from_tle_file(args.tle_file, epoch=ep)
-            stations = parse_stations(args.stations) if args.stations else []
+            stations = parse_stations(args.stations) if args.stations is not None else []
             rules = IslRules(
                 args.grazing_altitude_km * 1e3,
                 args.max_isl_range_km * 1e3,
@@ -115,9 +148,11 @@ def _build(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
             )
             terminal = args.isl_terminal
             hours, min_el = args.hours, args.min_elevation_deg
-    except (ConstellationError, ValueError) as e:
-        if isinstance(e, ConfigError):
+    except (ConstellationError, ValueError, OverflowError) as e:
+        if isinstance(e, ConfigError | UserError):
             raise
+        if isinstance(e, OverflowError):
+            raise UserError(f"--epoch {args.epoch}: the horizon runs past year 9999") from None
         raise UserError(str(e)) from None
     kw = {
         "duration_s": hours * 3600.0,
@@ -135,8 +170,8 @@ def _parse_route(text: str) -> tuple[str, str, int]:
         raise UserError(f"--route takes SRC,DST,BYTES, got {text!r}")
     try:
         nbytes = int(float(parts[2]))
-    except ValueError:
-        raise UserError(f"--route: BYTES must be a number, got {parts[2]!r}") from None
+    except (ValueError, OverflowError):
+        raise UserError(f"--route: BYTES must be a finite number, got {parts[2]!r}") from None
     if nbytes <= 0:
         raise UserError(f"--route: BYTES must be > 0, got {parts[2]!r}")
     return parts[0].strip(), parts[1].strip(), nbytes
@@ -147,12 +182,26 @@ def _constellation(args: argparse.Namespace) -> int:
     from channel.contact_plan import contact_plan
     from channel.routing import ContactGraph
 
-    route = _parse_route(args.route) if args.route else None
+    route = _parse_route(args.route) if args.route is not None else None
+    if args.out is not None:
+        from testbed.paths import check_output_path
+
+        if not args.out.strip() or Path(args.out).is_dir():
+            raise UserError(f"--out must name a JSON file, got {args.out!r}")
+        check_output_path(args.out, "--out", has_parents_flag=False)
     con, stations, kw = _build(args)
+    try:
+        con.epoch + timedelta(seconds=kw["duration_s"])
+    except OverflowError:
+        raise UserError(f"--epoch {args.epoch}: the horizon runs past year 9999") from None
     try:
         plan = contact_plan(con, stations, **kw)
     except ConstellationError as e:
         raise UserError(str(e)) from None
+    except MemoryError:
+        raise UserError(
+            "not enough memory for this constellation and horizon; shorten --hours"
+        ) from None
     routes: dict[str, Any] = {}
     if route is not None:
         src, dst, nbytes = route
@@ -171,11 +220,8 @@ def _constellation(args: argparse.Namespace) -> int:
         out["routes"] = routes
     if args.plot:
         out["plot"] = str(plot_constellation(con, plan, args.plot))
-    if args.out:
-        p = Path(args.out)
-        if not p.parent.is_dir():
-            raise UserError(f"--out: no such directory: {p.parent}")
-        p.write_text(json.dumps(out, indent=1) + "\n")
+    if args.out is not None:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
@@ -241,6 +287,9 @@ def plot_constellation(con: Any, plan: Any, path: str | Path) -> Path:
     from channel.orbit import gmst_rad
 
     span = min(plan.end_s - plan.start_s, 6000.0)
+    if len(con.satellites) > 500:  # ground tracks of a sample: the plot stays readable
+        step = len(con.satellites) // 500 + 1
+        con = type(con)(con.satellites[::step], con.epoch, con.pattern)
     eph = Ephemeris(con, plan.start_s, plan.start_s + span, 20.0)
     th = gmst_rad(con.epoch) + EARTH_ROTATION_RAD_S * eph.t
     x, y, z = eph.pos[..., 0], eph.pos[..., 1], eph.pos[..., 2]
@@ -252,6 +301,8 @@ def plot_constellation(con: Any, plan: Any, path: str | Path) -> Path:
         c for c in plan.contacts if c.kind == "isl" and plane_of.get(c.src) != plane_of.get(c.dst)
     ]
     isl_rows = sorted({c.src for c in inter}, key=lambda s: (plane_of[s], s))
+    if len(isl_rows) > _MAX_PLOT_ROWS:  # too many to read: the stations' rows only
+        isl_rows = []
     n_rows = len(plan.stations) + len(isl_rows)
     fig = plt.figure(figsize=(11, 5 + 0.14 * n_rows))
     ax1 = fig.add_axes((0.14, 0.50, 0.83, 0.44))
@@ -388,6 +439,8 @@ def register(lsub: Any) -> None:
     )
     add_link_params_args(p, skip=("min_elevation_deg",))
     p.set_defaults(func=_run)
+    for dest in (*_CONSTELLATION_OPTS.values(), "hours"):
+        _DEFAULTS[dest] = p.get_default(dest)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -74,7 +74,7 @@ def number_in(lo: float, hi: float, open_lo: bool = False) -> Any:
 
 def png_path(text: str) -> str:
     """argparse type: a PNG file to write (``*.png``, not a directory)."""
-    if not text.lower().endswith(".png"):
+    if not text.lower().endswith(".png") or Path(text).name.lower() == ".png":
         raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"is a directory: {text!r}")

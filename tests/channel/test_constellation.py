@@ -328,3 +328,62 @@ def test_contact_plan_rejects_bad_requests(kw, what):
         contact_plan(c, [STATIONS[0], STATIONS[0]])
     with pytest.raises(ConstellationError, match="clash"):
         contact_plan(c, [GroundSite(0.0, 0.0, 0.0, "p0s0")])
+
+
+def test_seams_only_where_planes_counter_rotate():
+    # a delta's planes all fly the same way round: two planes 180° apart are neighbours
+    assert inter_plane_pairs(Constellation.walker("53:24/2/1", 550 * KM)) == [(0, 1)]
+    assert (2, 0) in inter_plane_pairs(Constellation.walker("70:24/3/1", 550 * KM))
+    assert (3, 0) in inter_plane_pairs(Constellation.walker("90:40/4/1", 550 * KM))
+    # a TLE set laid out as a star (nodes over 180°) gets its seam from the largest Ω gap
+    star = Constellation.walker("86.4:66/6/2", 780 * KM, pattern="star")
+    text = "".join(
+        circular_tle(s.orbit, 40000 + i, f"IR{i}") for i, s in enumerate(star.satellites)
+    )
+    assert inter_plane_pairs(Constellation.from_tle_text(text)) == [(p, p + 1) for p in range(5)]
+    delta = Constellation.walker("53:24/4/1", 550 * KM)
+    text = "".join(
+        circular_tle(s.orbit, 40000 + i, f"S{i}") for i, s in enumerate(delta.satellites)
+    )
+    tle = Constellation.from_tle_text(text)
+    assert inter_plane_pairs(tle) == [(0, 1), (1, 2), (2, 3), (3, 0)]
+    assert [round(e["raan_deg"]) % 360 for e in tle.elements()][::6] == [0, 90, 180, 270]
+    with pytest.raises(ConstellationError, match="duplicate TLE"):
+        Constellation.from_tle_text(text + text[: text.index("S1\n")])  # S0 twice
+
+
+def test_contact_edges_obey_the_rules_they_close_on():
+    con = Constellation.walker("53:24/4/1", 550 * KM)
+    plan = contact_plan(con, [], duration_s=6 * 3600.0, rules=IslRules(max_range_m=3000 * KM))
+    isl = [c for c in plan.contacts if c.kind == "isl"]
+    assert isl and max(c.max_range_m for c in isl) <= 3000 * KM
+
+
+@pytest.mark.parametrize(
+    "patch, what",
+    [
+        ({"max_range_km": "far"}, "max_range_km: expected a finite number"),
+        ({"max_range_km": -5.0}, "max_range_km: must be >= 0"),
+        ({"max_doppler_hz": [1]}, "max_doppler_hz"),
+        ({"truncated": "false"}, "truncated: expected true or false"),
+        ({"profile": {"t_s": [0.0, float("nan")], "rate_bps": [1.0, 1.0]}}, "finite"),
+        ({"profile": {"t_s": [0.0, 1e6], "rate_bps": [1.0, 1.0]}}, "from 0 to duration"),
+        ({"kind": "laser"}, "kind"),
+        ({"start_s": None}, "start_s"),
+        (
+            {"start_s": 1e9, "end_s": 1e9 + 10, "profile": {"t_s": [0, 10], "rate_bps": [1, 1]}},
+            "outside the plan's horizon",
+        ),
+    ],
+)
+def test_plan_json_hostile_fields_are_one_line_errors(patch, what):
+    c = Constellation.walker("53:6/2/1", 550 * KM)
+    d = json.loads(contact_plan(c, STATIONS[:1], duration_s=3600.0).to_json())
+    d["contacts"][0].update(patch)
+    with pytest.raises(ConstellationError, match=what) as e:
+        ContactPlan.from_dict(d, "plan.json")
+    assert "\n" not in str(e.value) and str(e.value).startswith("plan.json: contacts[0]")
+    d = json.loads(contact_plan(c, STATIONS[:1], duration_s=3600.0).to_json())
+    d["end"] = d["start"]
+    with pytest.raises(ConstellationError, match="end must be after start"):
+        ContactPlan.from_dict(d, "plan.json")

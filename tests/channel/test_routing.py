@@ -168,3 +168,9 @@ def test_bad_route_requests_raise():
         g.earliest_arrival("A", "B", 0.0, 0)
     with pytest.raises(ConstellationError, match="same node"):
         g.earliest_arrival("A", "A", 0.0, 10)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConstellationError, match="finite"):
+            g.minimum_latency("A", "B", bad, 10)
+    assert g.earliest_arrival("A", "B", 0.0, np.int64(1000)) == g.earliest_arrival(
+        "A", "B", 0.0, 1000
+    )

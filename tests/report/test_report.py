@@ -616,7 +616,7 @@ def test_pass_table_numbers_match_the_records(built):
 
 
 def test_upload_times_are_kaplan_meier_with_censoring():
-    from testbed.report import AlgorithmRun, upload_time_km
+    from testbed.report import AlgorithmRun, accepted_fraction, upload_time_km
 
     def alg(censor_first_tx: float) -> AlgorithmRun:
         a = AlgorithmRun("x", Path("."))
@@ -635,6 +635,9 @@ def test_upload_times_are_kaplan_meier_with_censoring():
     # risk at 20 s: S(20) = 0
     t, f, n, total = upload_time_km(alg(85.0))
     assert f == pytest.approx([1 / 3, 1.0])
+    # ...which is why the figure's main curve is the observed fraction of all N: it ends at
+    # n/N = 2/3 whatever the censoring times
+    assert accepted_fraction(alg(85.0)) == ([10.0, 20.0], pytest.approx([1 / 3, 2 / 3]))
     # all accepted: the plain ECDF
     a = alg(0.0)
     a.final_uploads = a.final_uploads[:2]

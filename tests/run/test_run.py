@@ -93,8 +93,10 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     tmp = tmp_path_factory.mktemp("short")
     scn = _scenario(tmp, algorithm="emsfl", cycles=2)
     out = tmp / "run"
+    before = _ipc_files()
     r = _run(str(scn), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
+    assert _ipc_files() - before == set()  # a successful run leaves no socket files either
     return scn, out, r.stderr, r.stdout
 
 

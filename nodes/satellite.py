@@ -25,6 +25,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ class SatelliteNode:
         self.strategy, self.global_test = build_strategy(scn)
         self.bitrate = scn.link.nominal_bitrate_bps
         self.hello_timeout_s = hello_timeout_s
+        self.cluster_ids = {c.id for c in scn.clusters}
+        self.dropped: Counter[str] = Counter()  # control messages dropped, by reason
         # Wall-clock limit for one command's reply (a cluster on another host may die unseen).
         self.reply_timeout_s = float(os.environ.get("SATFL_REPLY_TIMEOUT_S", "1800"))
         self.stop_event = threading.Event()
@@ -185,6 +188,8 @@ class SatelliteNode:
             self._progress(accuracy=acc0, phase="start")
             for cycle_slots in self.plan:
                 self._cycle(cycle_slots)
+            if self.dropped:  # what no single message was allowed to do: stop the run
+                self.event(max(self.t_k.values()), "control_dropped", **dict(self.dropped))
             self.event(max(self.t_k.values()), "finished")
             self._progress(phase="finished")
             return 0
@@ -200,15 +205,45 @@ class SatelliteNode:
                 j.f.close()
 
     def _await_hellos(self) -> None:
+        """Wait until every cluster said hello. Anything else — a frame that is not a control
+        message, an identity that is not one of the clusters (or not UTF-8), another type — is
+        logged, counted and dropped: no single message stops the run (docs/run-directory.md)."""
         want = {c.id for c in self.scn.clusters}
         end = time.monotonic() + self.hello_timeout_s
         while want:
             if not self.router.poll(int(max(0.0, end - time.monotonic()) * 1000)):
                 raise RuntimeError(f"clusters {sorted(want)} did not connect in time")
             ident, *frames = self.router.recv_multipart()
-            msg, _ = control.decode(frames)
+            msg = self._decode(ident, frames)
+            if msg is None:
+                continue
+            who = ident.decode()
             if msg["type"] == "hello":
-                want.discard(ident.decode())
+                want.discard(who)
+            else:
+                self.dropped["unexpected_in_hello"] += 1
+                log.warning("%s sent %r before the run started; dropped", who, msg["type"])
+
+    def _decode(self, ident: bytes, frames: list[bytes]) -> dict[str, Any] | None:
+        """The control message from ``ident``, or None (logged, counted) when the identity is
+        not a cluster of the scenario or the frames are not a valid control message."""
+        try:
+            who = ident.decode()
+        except UnicodeDecodeError:
+            who = None
+        if who not in self.cluster_ids:
+            self.dropped["unknown_identity"] += 1
+            n = self.dropped["unknown_identity"]
+            if n <= 10 or n % 1000 == 0:
+                log.warning("control message from unknown identity %r dropped (#%d)", ident, n)
+            return None
+        try:
+            msg, _ = control.decode(frames)
+        except control.ControlError as e:
+            self.dropped["malformed"] += 1
+            log.warning("bad control message from %s dropped: %s", who, e)
+            return None
+        return msg
 
     def _request(
         self, cid: str, mtype: str, reply_type: str, blob: bytes | None = None, **fields: Any
@@ -260,12 +295,10 @@ class SatelliteNode:
                         f"{self.reply_timeout_s:g} s (wall); is it alive?"
                     )
             ident, *frames = self.router.recv_multipart()
-            try:
-                msg, _ = control.decode(frames)
-            except control.ControlError as e:
-                log.warning("bad control message from %r dropped: %s", ident, e)
+            msg = self._decode(ident, frames)
+            if msg is None:
                 continue
-            who = ident.decode(errors="replace")
+            who = ident.decode()
             if msg["type"] == "error":
                 raise RuntimeError(f"cluster {who} failed: {msg.get('message')}")
             if who == cid and msg["type"] == reply_type:

@@ -51,7 +51,10 @@ HEADER_SIZE = HEADER.size
 MAX_MANIFEST_BYTES = 4096
 MAX_FRAGMENTS = 1 << 24  # 16 Mi fragments
 MAX_PAYLOAD_BYTES = 1 << 32  # 4 GiB
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$", re.ASCII)
+#: A sender name: ASCII letters, digits, '-' and '_' only (it becomes part of a file name in
+#: ``accepted/``; 64 ASCII characters keep that name far below any file system's limit).
+_SENDER = re.compile(r"^[A-Za-z0-9_-]{1,64}$", re.ASCII)
 
 
 class WireError(ValueError):
@@ -101,10 +104,11 @@ class Manifest:
     protocol_version: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sender, str) or not 0 < len(self.sender) <= 64:
-            raise WireError("manifest sender must be a 1..64 character string")
-        if not self.sender.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise WireError("manifest sender may hold letters, digits, '-', '_' and '.' only")
+        if not isinstance(self.sender, str) or not _SENDER.match(self.sender):
+            raise WireError(
+                "manifest sender must be 1..64 ASCII letters, digits, '-' or '_' "
+                f"(got {str(self.sender)[:80]!r})"
+            )
         if not isinstance(self.round, int) or not 0 <= self.round < 2**31:
             raise WireError("manifest round must be a non-negative integer")
         if not isinstance(self.size, int) or not 0 <= self.size <= MAX_PAYLOAD_BYTES:

@@ -269,3 +269,23 @@ def test_a_record_at_the_deadline_holds_every_frame_sent_before_it(tmp_path, lag
     assert r.status == "incomplete" and link.counters["up_sent"] > 0
     assert r.frames == link.counters["up_sent"]  # the model builds one frame per PDU
     assert r.passes_used == 1 and r.first_tx_s == 0.0
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "é" * 64,  # 64 Unicode letters: str.isalnum() accepted them, the commit then failed
+        "ü" * 200,  # ENAMETOOLONG in accepted/, and recovery stopped there after a restart
+        "a.b",  # '.' is no longer a sender character
+        "munich d0",
+        "",
+        "x" * 65,
+    ],
+)
+def test_sender_names_are_ascii_and_short_before_any_file_system_call(sender):
+    from nodes.wire import Manifest, WireError
+
+    good = manifest_for(b"abc", "munich-d0", 1, 64).to_dict()
+    assert Manifest.from_dict(good).sender == "munich-d0"
+    with pytest.raises(WireError, match="ASCII letters"):
+        Manifest.from_dict({**good, "sender": sender})

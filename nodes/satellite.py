@@ -51,6 +51,15 @@ class _Jsonl:
         self.f.flush()
 
 
+def _device_of(sender: str, cid: str, n_devices: int) -> int | None:
+    """Device index of a sender named ``<cid>-d<N>`` with 0 ≤ N < ``n_devices``, else None."""
+    head, sep, tail = sender.rpartition("-d")
+    if not sep or head != cid or not tail.isascii() or not tail.isdigit():
+        return None
+    n = int(tail)
+    return n if n < n_devices and str(n) == tail else None
+
+
 class SatelliteNode:
     """The satellite's process state (see the module docstring)."""
 
@@ -487,6 +496,8 @@ class SatelliteNode:
         inbox = self.inboxes[cid]
         newest: dict[int, tuple[Any, float]] = {}
         superseded: list[str] = []
+        bad: list[dict[str, Any]] = []
+        n_dev = self.scn.cluster(cid).devices
         for item in inbox.poll():
             m = item.manifest
             if m.kind != stage:
@@ -495,7 +506,12 @@ class SatelliteNode:
             acc = rec.accepted_s if rec is not None else float("inf")
             if not acc <= t_agg:
                 continue  # not yet there at the aggregation time
-            dev = int(m.sender.rsplit("-d", 1)[-1])
+            dev = _device_of(m.sender, cid, n_dev)
+            if dev is None:  # not a device of the cluster whose link it came on
+                log.warning("payload %s from %r on %s's link rejected", m.name, m.sender, cid)
+                inbox.mark_applied(item)
+                bad.append({"payload": m.name, "sender": m.sender, "reason": "sender"})
+                continue
             prev = newest.get(dev)
             if prev is None or m.round > prev[0].manifest.round:
                 if prev is not None:
@@ -510,10 +526,14 @@ class SatelliteNode:
         for dev, (item, acc) in sorted(newest.items()):
             try:
                 p = Payload.from_bytes(item.path.read_bytes())
-                self._check_layout(p)
-            except (ValueError, KeyError) as e:
-                log.warning("payload %s rejected: %s", item.path.name, e)
+            except Exception as e:  # any malformed file: safetensors, JSON or metadata errors
+                p, why = None, f"unreadable payload ({type(e).__name__}: {e})"
+            else:
+                why = self._payload_problem(p, cid, dev, item.manifest.round)
+            if why is not None:
+                log.warning("payload %s rejected: %s", item.path.name, why)
                 inbox.mark_applied(item)
+                bad.append({"payload": item.manifest.name, "device": dev, "reason": why})
                 if item.manifest.round == cycle:
                     rejected.add(dev)
                 continue
@@ -562,6 +582,7 @@ class SatelliteNode:
                 "included": included,
                 "missing": missing,
                 "superseded": superseded,
+                "rejected": bad,
             }
         )
         self.event(
@@ -574,16 +595,37 @@ class SatelliteNode:
             missing=[m["reason"] for m in missing],
         )
 
-    def _check_layout(self, p: Any) -> None:
-        """Every tensor must be a known LoRA key with the global shape and finite values."""
+    def _payload_problem(self, p: Any, cid: str, dev: int, round_: int) -> str | None:
+        """Why a payload may not touch the global state, or None when it may.
+
+        Every tensor must be a known LoRA key with the global tensor's exact dtype and shape
+        and only finite values; the payload's own cluster, device and cycle must be those of
+        the link, the sender and the manifest it arrived with; ``num_samples`` must be in
+        [1, the device's data size]."""
         import torch
 
-        for k, v in p.tensors.items():
-            ref = self.strategy.global_state.get(k)
-            if ref is None or tuple(v.shape) != tuple(ref.shape):
-                raise ValueError(f"unexpected tensor {k!r} {tuple(v.shape)}")
+        k = self.scn.cluster_index(cid)
+        if (p.cluster, p.device, p.cycle) != (k, dev, round_):
+            return (
+                f"claims cluster {p.cluster} device {p.device} cycle {p.cycle}, arrived as "
+                f"cluster {k} device {dev} cycle {round_}"
+            )
+        n_max = len(self.strategy.clusters[k].devices[dev])
+        if isinstance(p.num_samples, bool) or not 1 <= p.num_samples <= n_max:
+            return f"num_samples {p.num_samples} outside 1..{n_max}"
+        if not p.tensors:
+            return "no tensors"
+        for name, v in p.tensors.items():
+            ref = self.strategy.global_state.get(name)
+            if ref is None:
+                return f"unexpected tensor {name!r}"
+            if v.dtype != ref.dtype or tuple(v.shape) != tuple(ref.shape):
+                return f"tensor {name!r} is {v.dtype} {tuple(v.shape)}, not {ref.dtype} " + str(
+                    tuple(ref.shape)
+                )
             if not torch.isfinite(v).all():
-                raise ValueError(f"non-finite values in {k!r}")
+                return f"non-finite values in {name!r}"
+        return None
 
     def _download(self, sl: Any, stage: str, t: float) -> float:
         p = self.strategy.download(sl.index, stage, sl.cycle)

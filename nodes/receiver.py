@@ -94,7 +94,7 @@ class ReceiverEngine:
         self.store.record_recovered(self.now_s)
         for p in list(self.store.partials.values()):
             if p.complete:
-                self._complete(p, self.now_s)
+                self._complete(p, self.now_s)  # a failing one is rejected, the rest go on
 
     def _handle(self, buf: bytes) -> list[Message]:
         if self._recovery_due:
@@ -233,7 +233,21 @@ class ReceiverEngine:
                 p.tid, int(FinishedStatus.HASH_MISMATCH), p.manifest, t_s
             )
             return self._from_record(rec)
-        rec = self.store.commit(p, t_s)
+        try:
+            rec = self.store.commit(p, t_s)
+        except OSError as e:
+            # e.g. the disk is full: this transfer ends (rejected, with the reason in the log
+            # and a durable record), and it never blocks the others, nor their recovery
+            self.counters["commit_failed"] += 1
+            log.error("transfer %s: commit failed (%s); rejected", p.tid.hex(), e)
+            try:
+                rec = self.store.finish_without_file(
+                    p.tid, int(FinishedStatus.REJECTED), p.manifest, t_s
+                )
+            except OSError as e2:
+                log.error("transfer %s: cannot record the rejection either (%s)", p.tid.hex(), e2)
+                return []
+            return self._from_record(rec)
         self.counters["accepted"] += 1
         log.info("accepted %s (%d bytes) at t=%.3f s", rec.file, p.manifest.size, t_s)
         return self._from_record(rec)

@@ -289,3 +289,73 @@ def test_sender_names_are_ascii_and_short_before_any_file_system_call(sender):
     assert Manifest.from_dict(good).sender == "munich-d0"
     with pytest.raises(WireError, match="ASCII letters"):
         Manifest.from_dict({**good, "sender": sender})
+
+
+def _deliver(eng, tid: bytes, m, data: bytes, t: float) -> list:
+    from nodes.wire import Fragment, MetadataMsg, encode
+
+    out = list(eng.handle(encode(MetadataMsg(tid, m)), t))
+    fs = m.fragment_size
+    for i in range(m.n_fragments):
+        chunk = data[i * fs : (i + 1) * fs]
+        out += eng.handle(encode(Fragment(tid, i, m.n_fragments, i * fs, chunk)), t + 0.001 * i)
+    return out
+
+
+def test_a_failed_commit_rejects_that_transfer_and_never_blocks_the_others(tmp_path, monkeypatch):
+    from nodes.store import ReceiverStore
+    from nodes.wire import Finished, FinishedStatus
+
+    store = ReceiverStore(tmp_path / "rx")
+    eng = ReceiverEngine(store, ReceiverConfig(frame_bytes=256))
+    real = store.commit
+    doomed = b"\x01" * 16
+
+    def commit(p, t):
+        if p.tid == doomed:
+            raise OSError(28, "No space left on device")
+        return real(p, t)
+
+    monkeypatch.setattr(store, "commit", commit)
+    a, b = b"A" * 500, b"B" * 500
+    ma, mb = manifest_for(a, "munich-d0", 1, 64), manifest_for(b, "munich-d1", 1, 64)
+    ra = [x for x in _deliver(eng, doomed, ma, a, 1.0) if isinstance(x, Finished)]
+    rb = [x for x in _deliver(eng, b"\x02" * 16, mb, b, 2.0) if isinstance(x, Finished)]
+    assert ra and ra[-1].status is FinishedStatus.REJECTED  # ended, with a durable record
+    assert rb and rb[-1].status is FinishedStatus.ACCEPTED  # the next one is not held up
+    assert eng.counters["commit_failed"] == 1
+    assert store.records[doomed].status == int(FinishedStatus.REJECTED)
+    # a restart: the rejected one stays rejected; recovery does not stop at it
+    store2 = ReceiverStore(tmp_path / "rx")
+    assert store2.records[doomed].status == int(FinishedStatus.REJECTED)
+    assert not store2.partials and (tmp_path / "rx" / "accepted").is_dir()
+
+
+def test_recovery_goes_on_past_a_transfer_whose_commit_fails(tmp_path, monkeypatch):
+    from nodes.store import ReceiverStore
+    from nodes.wire import FinishedStatus, Prompt, encode
+
+    # Prepare: two complete partials left by a crash before their commit
+    store = ReceiverStore(tmp_path / "rx")
+    eng = ReceiverEngine(store, ReceiverConfig(frame_bytes=256))
+    monkeypatch.setattr(eng, "_complete", lambda p, t: [])
+    a, b = b"A" * 300, b"B" * 300
+    ta, tb = b"\x03" * 16, b"\x04" * 16
+    _deliver(eng, ta, manifest_for(a, "munich-d0", 1, 64), a, 1.0)
+    _deliver(eng, tb, manifest_for(b, "munich-d1", 1, 64), b, 2.0)
+    for p in store.partials.values():
+        p.flush()
+    # Execute: restart; the first commit fails (disk full), recovery runs at the first message
+    store2 = ReceiverStore(tmp_path / "rx")
+    assert set(store2.partials) == {ta, tb}
+    real = store2.commit
+    monkeypatch.setattr(
+        store2, "commit", lambda p, t: (_ for _ in ()).throw(OSError(28, "full"))
+        if p.tid == ta else real(p, t)
+    )  # fmt: skip
+    eng2 = ReceiverEngine(store2, ReceiverConfig(frame_bytes=256))
+    eng2.handle(encode(Prompt(b"\x09" * 16)), 5.0)
+    # Assert
+    assert store2.records[ta].status == int(FinishedStatus.REJECTED)
+    assert store2.records[tb].status == int(FinishedStatus.ACCEPTED)
+    assert not store2.partials

@@ -45,7 +45,11 @@ class ReceiverConfig:
         transfers and older rounds are refused; "keep" — every round completes
     immediate_naks : send a NAK as soon as a gap is seen during the pass
     max_open_transfers : open (partial) transfers at most; more METADATA is refused until
-        one finishes (bounded memory and file descriptors)
+        one finishes or expires (bounded memory and file descriptors)
+    max_open_per_sender : open transfers of one sender at most (one sender cannot fill the
+        table for the others)
+    open_ttl_s : an open transfer that received nothing for this long in emulated time
+        expires (cancelled, with a record), so abandoned ones never hold the table [s]
     """
 
     max_payload_bytes: int = 64 * 1024 * 1024
@@ -54,10 +58,14 @@ class ReceiverConfig:
     supersede: str = "cancel"
     immediate_naks: bool = True
     max_open_transfers: int = 64
+    max_open_per_sender: int = 8
+    open_ttl_s: float = 2 * 86400.0
 
     def __post_init__(self) -> None:
         if self.supersede not in ("cancel", "keep"):
             raise ValueError(f"supersede policy must be 'cancel' or 'keep', got {self.supersede!r}")
+        if self.max_open_per_sender < 1 or not self.open_ttl_s > 0:
+            raise ValueError("max_open_per_sender must be >= 1 and open_ttl_s > 0")
 
 
 class ReceiverEngine:
@@ -69,6 +77,7 @@ class ReceiverEngine:
         self.counters: Counter[str] = Counter()
         self._max_ranges = max_nak_ranges(self.cfg.frame_bytes)
         self._need_meta_sent: dict[bytes, int] = {}
+        self._last_seen: dict[bytes, float] = {}  # open transfer → last emulated activity [s]
         self._finished_replies: Counter[bytes] = Counter()
         self.now_s = 0.0
         #: the latest safe time of the uplink: every delivery with rx_end below it has been
@@ -148,8 +157,13 @@ class ReceiverEngine:
             self.counters["rejected_manifest"] += 1
             rec = self.store.finish_without_file(tid, int(FinishedStatus.REJECTED), m, self.now_s)
             return self._from_record(rec)
+        self._expire()
         if len(self.store.partials) >= self.cfg.max_open_transfers:
             self.counters["too_many_open"] += 1
+            return [Finished(tid, FinishedStatus.REJECTED, bytes.fromhex(m.sha256), self.now_s)]
+        mine = sum(1 for q in self.store.partials.values() if q.manifest.sender == m.sender)
+        if mine >= self.cfg.max_open_per_sender:
+            self.counters["too_many_open_sender"] += 1
             return [Finished(tid, FinishedStatus.REJECTED, bytes.fromhex(m.sha256), self.now_s)]
         if self.cfg.supersede == "cancel":
             newer = [
@@ -181,8 +195,22 @@ class ReceiverEngine:
                         q.tid, int(FinishedStatus.CANCELLED), qm, self.now_s
                     )
         self.store.open(tid, m)
+        self._last_seen[tid] = self.now_s
         self._need_meta_sent.pop(tid, None)
         return []
+
+    def _expire(self) -> None:
+        """Cancel open transfers idle for longer than ``open_ttl_s`` of emulated time (a
+        transfer found open after a restart counts from the first message after it)."""
+        for q in list(self.store.partials.values()):
+            seen = self._last_seen.setdefault(q.tid, self.now_s)
+            if self.now_s - seen > self.cfg.open_ttl_s:
+                self.counters["expired"] += 1
+                log.info("transfer %s idle for %.0f s: expired", q.tid.hex(), self.now_s - seen)
+                self.store.finish_without_file(
+                    q.tid, int(FinishedStatus.CANCELLED), q.manifest, self.now_s
+                )
+                self._last_seen.pop(q.tid, None)
 
     def _fragment(self, f: Fragment) -> list[Message]:
         tid = f.transfer_id
@@ -210,6 +238,7 @@ class ReceiverEngine:
             self.counters["duplicate_fragment"] += 1
             return []
         prev_highest = p.highest
+        self._last_seen[tid] = self.now_s
         p.write(f.index, f.data)
         self.counters["fragments_stored"] += 1
         if p.complete:

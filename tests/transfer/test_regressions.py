@@ -359,3 +359,32 @@ def test_recovery_goes_on_past_a_transfer_whose_commit_fails(tmp_path, monkeypat
     assert store2.records[ta].status == int(FinishedStatus.REJECTED)
     assert store2.records[tb].status == int(FinishedStatus.ACCEPTED)
     assert not store2.partials
+
+
+def test_never_finishing_transfers_expire_and_one_sender_cannot_fill_the_table(tmp_path):
+    from nodes.store import ReceiverStore
+    from nodes.wire import Finished, FinishedStatus, MetadataMsg, encode
+
+    store = ReceiverStore(tmp_path / "rx")
+    cfg = ReceiverConfig(frame_bytes=256, max_open_transfers=8, max_open_per_sender=3,
+                         open_ttl_s=1000.0)  # fmt: skip
+    eng = ReceiverEngine(store, cfg)
+
+    def meta(i: int, sender: str, t: float) -> list:
+        m = manifest_for(bytes([i]) * 300, sender, 1, 64)
+        return eng.handle(encode(MetadataMsg(bytes([i]) * 16, m)), t)
+
+    # one sender: three open, the fourth refused, while another sender is still welcome
+    assert [meta(i, "evil-d0", 1.0) for i in range(3)] == [[], [], []]
+    r = meta(3, "evil-d0", 1.0)
+    assert r and isinstance(r[0], Finished) and r[0].status is FinishedStatus.REJECTED
+    # fill the rest of the table with never-finishing transfers of other names
+    for i in range(10, 15):
+        assert meta(i, f"x{i}-d0", 2.0) == []
+    r = meta(20, "munich-d0", 3.0)
+    assert r and r[0].status is FinishedStatus.REJECTED  # full
+    # past the TTL in emulated time, the abandoned ones expire and the genuine one opens
+    assert meta(21, "munich-d0", 1003.5) == []
+    assert eng.counters["expired"] == 8 and len(store.partials) == 1
+    assert all(store.records[bytes([i]) * 16].status == int(FinishedStatus.CANCELLED)
+               for i in (0, 1, 2, 10, 14))  # fmt: skip

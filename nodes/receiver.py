@@ -48,6 +48,8 @@ class ReceiverConfig:
         one finishes or expires (bounded memory and file descriptors)
     max_open_per_sender : open transfers of one sender at most (one sender cannot fill the
         table for the others)
+    max_refetch : on a SHA-256 mismatch, fetch all fragments again this many times before the
+        transfer ends as ``hash_mismatch`` (a forged fragment that arrived first is replaced)
     open_ttl_s : an open transfer that received nothing for this long in emulated time
         expires (cancelled, with a record), so abandoned ones never hold the table [s]
     """
@@ -60,6 +62,7 @@ class ReceiverConfig:
     max_open_transfers: int = 64
     max_open_per_sender: int = 8
     open_ttl_s: float = 2 * 86400.0
+    max_refetch: int = 2
 
     def __post_init__(self) -> None:
         if self.supersede not in ("cancel", "keep"):
@@ -78,6 +81,7 @@ class ReceiverEngine:
         self._max_ranges = max_nak_ranges(self.cfg.frame_bytes)
         self._need_meta_sent: dict[bytes, int] = {}
         self._last_seen: dict[bytes, float] = {}  # open transfer → last emulated activity [s]
+        self._refetched: dict[bytes, int] = {}  # transfer → times all fragments were re-fetched
         self._finished_replies: Counter[bytes] = Counter()
         self.now_s = 0.0
         #: the latest safe time of the uplink: every delivery with rx_end below it has been
@@ -257,10 +261,25 @@ class ReceiverEngine:
         digest = p.sha256()
         if digest != p.manifest.sha256:
             self.counters["hash_mismatch"] += 1
+            n = self._refetched.get(p.tid, 0)
+            if n < self.cfg.max_refetch:
+                # a forged or corrupted fragment got in first: fetch every fragment again
+                # (the link and the emulator are an untrusted pipe); bounded
+                self._refetched[p.tid] = n + 1
+                self.counters["refetch"] += 1
+                log.warning(
+                    "transfer %s: SHA-256 mismatch; fetching all fragments again (%d/%d)",
+                    p.tid.hex(),
+                    n + 1,
+                    self.cfg.max_refetch,
+                )
+                p.reset()
+                return [Nak(p.tid, NakKind.EOF_GAPS, ((0, p.n),))]
             log.warning("transfer %s: SHA-256 mismatch; rejected", p.tid.hex())
             rec = self.store.finish_without_file(
                 p.tid, int(FinishedStatus.HASH_MISMATCH), p.manifest, t_s
             )
+            self._refetched.pop(p.tid, None)
             return self._from_record(rec)
         try:
             rec = self.store.commit(p, t_s)

@@ -147,6 +147,14 @@ class PartialTransfer:
     def complete(self) -> bool:
         return self.n_received >= self.n
 
+    def reset(self) -> None:
+        """Forget every fragment (durably): the transfer is fetched again from scratch."""
+        self.received = bytearray(len(self.received))
+        self.n_received = 0
+        self.highest = -1
+        _atomic_write(self.dir / "bitmap", bytes(self.received))
+        self._dirty = 0
+
     def gaps(self, limit: int) -> tuple[list[tuple[int, int]], bool]:
         """Missing fragment ranges [a, b), lowest first, at most ``limit``; and 'more'."""
         out: list[tuple[int, int]] = []

@@ -388,3 +388,32 @@ def test_never_finishing_transfers_expire_and_one_sender_cannot_fill_the_table(t
     assert eng.counters["expired"] == 8 and len(store.partials) == 1
     assert all(store.records[bytes([i]) * 16].status == int(FinishedStatus.CANCELLED)
                for i in (0, 1, 2, 10, 14))  # fmt: skip
+
+
+def test_a_forged_fragment_that_arrived_first_is_fetched_again(tmp_path):
+    from nodes.store import ReceiverStore
+    from nodes.wire import Finished, FinishedStatus, Fragment, Nak, NakKind, encode
+
+    store = ReceiverStore(tmp_path / "rx")
+    eng = ReceiverEngine(store, ReceiverConfig(frame_bytes=256, max_refetch=1))
+    data = bytes(range(256)) * 2
+    m = manifest_for(data, "munich-d0", 1, 64)
+    tid = b"\x05" * 16
+    from nodes.wire import MetadataMsg
+
+    eng.handle(encode(MetadataMsg(tid, m)), 1.0)
+    eng.handle(encode(Fragment(tid, 0, m.n_fragments, 0, b"\xee" * 64)), 1.0)  # forged first
+    out = _deliver(eng, tid, m, data, 2.0)  # the genuine ones (0 is now a duplicate)
+    naks = [x for x in out if isinstance(x, Nak) and x.kind is NakKind.EOF_GAPS]
+    assert naks and naks[-1].ranges == ((0, m.n_fragments),)  # everything fetched again
+    assert tid not in store.records and eng.counters["refetch"] == 1
+    out = _deliver(eng, tid, m, data, 3.0)
+    fin = [x for x in out if isinstance(x, Finished)]
+    assert fin and fin[-1].status is FinishedStatus.ACCEPTED
+    # a sender whose bytes never match ends as hash_mismatch after max_refetch re-fetches
+    bad = manifest_for(data, "munich-d1", 1, 64)
+    tid2 = b"\x06" * 16
+    wrong = bytes(len(data))
+    out = _deliver(eng, tid2, bad, wrong, 4.0) + _deliver(eng, tid2, bad, wrong, 5.0)
+    fin = [x for x in out if isinstance(x, Finished)]
+    assert fin and fin[-1].status is FinishedStatus.HASH_MISMATCH

@@ -229,6 +229,19 @@ class EmulatorSenderLink:
             s.close(0)
 
 
+def send_until(sock: zmq.Socket, buf: bytes, stop: threading.Event | None) -> bool:
+    """Send ``buf``, waiting while the peer does not take it, until ``stop`` is set; returns
+    whether it was sent (a stopped process never hangs in a blocked send)."""
+    while True:
+        try:
+            sock.send(buf, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            if stop is not None and stop.is_set():
+                return False
+            sock.poll(100, zmq.POLLOUT)
+
+
 def _serve_one(
     engine: ReceiverEngine,
     buf: bytes,
@@ -238,6 +251,7 @@ def _serve_one(
     on_delivery: Callable[[dict[str, Any]], None] | None,
     counters: Counter[str],
     where: str,
+    stop: threading.Event | None = None,
 ) -> float | None:
     """Handle one PDU from the uplink's ``out``; returns the safe time of a marker."""
     try:
@@ -246,7 +260,8 @@ def _serve_one(
             t = finite_float(meta, "t")
             # Conservative synchronisation: every reply from now on answers a PDU with
             # rx_end >= t, so promise the downlink that (docs/protocol.md §3).
-            push.send(encode_pdu({KEY_CMD: "advance", KEY_TX_TIME: t}, b""))
+            if not send_until(push, encode_pdu({KEY_CMD: "advance", KEY_TX_TIME: t}, b""), stop):
+                return None
             engine.safe_time_s = max(engine.safe_time_s, t)
             counters["safe_markers"] += 1
             return t
@@ -261,7 +276,9 @@ def _serve_one(
         meta_out: dict[str, Any] = {KEY_TX_TIME: rx_end, KEY_SEQ: next(seq), KEY_SRC: node_id}
         if isinstance(meta.get(KEY_SRC), str):
             meta_out["dst"] = meta[KEY_SRC]
-        push.send(encode_pdu(meta_out, encode(reply)))
+        if not send_until(push, encode_pdu(meta_out, encode(reply)), stop):
+            counters["reply_unsent_at_stop"] += 1
+            break
     return None
 
 
@@ -313,7 +330,9 @@ def serve_receiver(
                 buf = pull.recv()
                 handled += 1
                 try:
-                    _serve_one(engine, buf, push, seq, node_id, on_delivery, counters, uplink_out)
+                    _serve_one(
+                        engine, buf, push, seq, node_id, on_delivery, counters, uplink_out, stop
+                    )
                 finally:
                     counters["pdu_handled"] += 1
                 if max_messages is not None and handled >= max_messages:

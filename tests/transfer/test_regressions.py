@@ -417,3 +417,33 @@ def test_a_forged_fragment_that_arrived_first_is_fetched_again(tmp_path):
     out = _deliver(eng, tid2, bad, wrong, 4.0) + _deliver(eng, tid2, bad, wrong, 5.0)
     fin = [x for x in out if isinstance(x, Finished)]
     assert fin and fin[-1].status is FinishedStatus.HASH_MISMATCH
+
+
+def test_a_blocked_reply_send_gives_way_to_stop_within_a_fraction_of_a_second(tmp_path):
+    import threading
+    import time
+
+    import zmq
+
+    from nodes.zmq_link import send_until
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 1)
+    pull.bind(f"ipc://{tmp_path}/d")  # bound, never read: the peer does not take anything
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 1)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(f"ipc://{tmp_path}/d")
+    stop = threading.Event()
+    try:
+        threading.Timer(0.3, stop.set).start()
+        t1 = time.monotonic()
+        ok = True
+        while ok and time.monotonic() - t1 < 10:  # fill up, then block until stop
+            ok = send_until(push, b"x" * 100, stop)
+        assert not ok and time.monotonic() - t1 < 2.0
+    finally:
+        push.close(0)
+        pull.close(0)
+        ctx.term()

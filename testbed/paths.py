@@ -18,7 +18,11 @@ def check_output_path(
     path: str | Path, option: str, parents: bool = False, has_parents_flag: bool = True
 ) -> Path:
     """``path`` if its parent directory exists (or ``parents``); else a one-line error."""
+    if not str(path).strip():
+        raise UserError(f"{option} must not be empty")
     p = Path(path).expanduser()
+    if p.absolute() == Path("/"):
+        raise UserError(f"{option} /: choose a directory below /")
     parent = p.absolute().parent
     if parent.is_dir() or parents:
         return p

@@ -162,8 +162,8 @@ def table_text(headers: list[str], rows: list[list[str]]) -> str:
     """A plain monospace table (the end-of-run summary; stdout, any terminal)."""
     cols = [headers, *rows]
     w = [max(len(str(r[i])) for r in cols) for i in range(len(headers))]
-    out = ["  ".join(str(h).ljust(w[i]) for i, h in enumerate(headers))]
+    out = ["  ".join(str(h).ljust(w[i]) for i, h in enumerate(headers)).rstrip()]
     out.append("  ".join("-" * x for x in w))
     for r in rows:
-        out.append("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)))
+        out.append("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)).rstrip())
     return "\n".join(out) + "\n"

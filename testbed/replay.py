@@ -151,9 +151,12 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except ValueError as e:
-            raise UserError(f"{path}:{i}: not JSON ({e})") from e
+            rec = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            raise UserError(f"{path}:{i}: not JSON ({e})") from None
+        if not isinstance(rec, dict):
+            raise UserError(f"{path}:{i}: not a JSON object")
+        out.append(rec)
     return out
 
 
@@ -651,8 +654,14 @@ def replay_algorithm(
     with _Emulator(scn, windows, out) as emu:
         for c in scn.clusters:
             if c.id in rec.commands:
+                named = None
+                if progress is not None:
+
+                    def named(n: str, f: bool, a: str = rec.algorithm) -> None:
+                        progress(f"{a}/{n}", f)
+
                 rs, ta, fs = _replay_cluster(
-                    rec, scn, c.id, emu, windows, slots_old, slots_new, drain, progress
+                    rec, scn, c.id, emu, windows, slots_old, slots_new, drain, named
                 )
                 emu.check()
                 records += rs
@@ -892,17 +901,18 @@ def replay_run(
 
 
 class _Tracker:
-    """Counts finished payloads for a ``progress(done, total, note)`` callback."""
+    """Counts the payloads replayed (each once, when it was first sent; finished or not) for
+    a ``progress(done, total, note)`` callback, so the count ends at the total."""
 
     def __init__(self, total: int, progress: Any) -> None:
-        self.total, self.done, self.progress = total, 0, progress
+        self.total, self.progress = total, progress
         self.point = ""
+        self._seen: set[tuple[str, str]] = set()
 
     def __call__(self, name: str, finished: bool) -> None:
-        if finished:
-            self.done += 1
+        self._seen.add((self.point, name))
         note = f"{self.point} · {name}" if self.point else name
-        self.progress(min(self.done, self.total), self.total, note)
+        self.progress(min(len(self._seen), self.total), self.total, note)
 
 
 def _tracker(recs: list[RecordedRun], repeats: int, progress: Any) -> _Tracker | None:
@@ -979,7 +989,12 @@ def sweep_run(
     recs = [load_recorded(s) for s in algorithm_dirs(run_dir, algorithm)]
     points = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
     for pt in points:  # every bad key/value fails before the first emulator starts
-        _validate(recs, [f"{k}={v}" for k, v in pt.items()])
+        try:
+            _validate(recs, [f"{k}={v}" for k, v in pt.items()])
+        except UserError as e:
+            msg = str(e)
+            fixed = "--grid " + msg[len("--set ") :] if msg.startswith("--set ") else msg
+            raise UserError(fixed) from None
     out = out if out is not None else run_dir / "sweeps" / _stamp()
     _check_out(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)

@@ -726,7 +726,7 @@ def _fig_upload_times(run: RunData, path: Path) -> Path:
     ax1.grid(alpha=0.3)
 
     counts = [
-        Counter(int(p) for u in a.uploads if (p := _num(u.get("passes_used"))) is not None)
+        Counter(int(p) for u in a.final_uploads if (p := _num(u.get("passes_used"))) is not None)
         for a in run.algorithms
     ]
     keys = sorted(set().union(*counts)) if counts else []

@@ -34,6 +34,8 @@ from testbed.procs import die_with_parent
 
 __all__ = [
     "ChildFailedError",
+    "check_run_out",
+    "is_algorithm_run_dir",
     "link_state",
     "prepare_run_dir",
     "progress_view",
@@ -51,11 +53,41 @@ class ChildFailedError(UserError):
     exit_code = EXIT_CHILD_FAILED
 
 
+RUN_DIR_FILES = ("scenario.toml", "emulator.toml", "windows.json")
+
+
+def is_algorithm_run_dir(sub: Path) -> bool:
+    """Whether ``sub`` is an algorithm directory that ``testbed run`` wrote (safe to replace)."""
+    return sub.is_dir() and all((sub / f).is_file() for f in RUN_DIR_FILES)
+
+
+def check_run_out(out: Path, option: str = "--out") -> Path:
+    """A run directory to write: new, empty, or an earlier run's (with ``run.json``); never a
+    file, ``/``, or a directory of someone else's files (one-line errors)."""
+    if not str(out).strip():
+        raise UserError(f"{option} must not be empty")
+    p = Path(out)
+    if p.absolute() == Path("/"):
+        raise UserError(f"{option} /: choose a directory for the run")
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{option} {out}: exists and is not a directory")
+    if p.is_dir() and any(p.iterdir()) and not (p / "run.json").is_file():
+        raise UserError(
+            f"{option} {out}: not empty and not a run directory (no run.json); choose another --out"
+        )
+    return p
+
+
 def prepare_run_dir(scn: Any, sub: Path, token: str) -> None:
     """Write the resolved scenario, the emulator config and the windows of one algorithm run."""
     from testbed.schedule import cluster_windows
 
     if sub.exists():  # a rerun into the same directory starts afresh (records are appended)
+        if not is_algorithm_run_dir(sub):
+            raise UserError(
+                f"{sub} exists and is not an algorithm run directory (no scenario.toml, "
+                "emulator.toml and windows.json): nothing there is deleted; choose another --out"
+            )
         shutil.rmtree(sub)
     sub.mkdir(parents=True)
     (sub / "nodes").mkdir(exist_ok=True)
@@ -174,10 +206,11 @@ def progress_view(
         rows.append([cid, state, up or "–"])
     got = sum(int(x.get("received_bytes") or 0) for x in transfers)
     tot = sum(int(x.get("size_bytes") or 0) for x in transfers)
+    links = "; ".join(f"{r[0]} {r[1]}" for r in rows[2:])
+    up = f" · uploading {fmt_bytes(got)} of {fmt_bytes(tot)}" if transfers else ""
     line = (
-        f"[{alg}] cycle {cyc} · t {t:.0f}/{hz:.0f} s · {prog.get('cluster', '-')} "
-        f"{prog.get('phase', '')} · uploads {fmt_bytes(got)} of {fmt_bytes(tot)} · "
-        f"accuracy {acc_s} · ETA {fmt_duration(eta)}"
+        f"[{alg}] cycle {cyc} · t {t:.0f}/{hz:.0f} s · accuracy {acc_s} · ETA "
+        f"{fmt_duration(eta)}{up} · {links}"
     )
     return rows, ["", "state", "detail"], line
 
@@ -262,6 +295,32 @@ def _remove_ipc_files(scn: Any, token: str) -> None:
             addrs.extend(scn.link_endpoints(lid, token))
     for a in addrs:
         remove_ipc_file(a)
+
+
+def preflight(scn: Any) -> None:
+    """Check, before any process starts, what the nodes would only find out later: the
+    device exists; the own data set loads, splits over the clusters and fits the tokenizer.
+    One-line :class:`UserError` (exit 2) instead of a child failing mid-run."""
+    try:
+        from nodes.fl_setup import torch_device
+
+        torch_device(scn.model.device)
+    except RuntimeError as e:
+        raise UserError(f"{scn.source}: model.device: {e}") from None
+    if scn.data.path is not None:
+        from testbed.fl.tokenizer import CharTokenizer, load_tokenizer
+        from testbed.fl.user_data import load_user_dataset
+
+        cfg = scn.fl_config()
+        ds = load_user_dataset(
+            scn.data.path,
+            [c.id for c in scn.clusters],
+            cfg.devices_per_cluster,
+            cfg.seed,
+            scn.data.kind,
+            cfg.major_fraction,
+        )
+        ds.check_tokenizer(load_tokenizer(scn.model.path) if scn.model.path else CharTokenizer())
 
 
 def run_scenario(

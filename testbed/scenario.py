@@ -467,15 +467,18 @@ class Scenario:
                 continue
             if len(parts) != 2 or not all(parts):
                 raise ConfigError(f"--set {key}: unknown key (expected <table>.<key>)")
+            if parts[0] in ("data", "constellation") and parts[0] not in d:
+                d[parts[0]] = {}  # optional tables that the scenario did not have
             if parts[0] not in d:
                 known = [k for k in d if k not in ("cluster", "station")]
+                known += [k for k in ("data", "constellation") if k not in known]
                 import difflib
 
                 close = difflib.get_close_matches(parts[0], known, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?; " if close else ""
                 raise ConfigError(
                     f"--set {key}: unknown key ({hint}{parts[0]!r} is not a table; "
-                    f"tables: {', '.join(known)})"
+                    f"tables: {', '.join(known)}, and cluster.<id>.<key>)"
                 )
             table = d[parts[0]]
             if parts[0] == "orbit" and parts[1] != "tle_file" and "tle_file" in table:

@@ -121,3 +121,34 @@ def test_stale_send_directories_are_removed_only_when_their_owner_is_gone(tmp_pa
 
         shutil.rmtree(live, ignore_errors=True)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def test_run_out_never_deletes_or_mixes_with_other_files(cli, tmp_path):
+    mine = tmp_path / "d"
+    (mine / "baseline").mkdir(parents=True)
+    (mine / "baseline" / "keep.txt").write_text("x")
+    r = cli("run", "default", "--algorithm", "baseline", "--out", str(mine), timeout=120)
+    assert r.returncode == 2 and "not a run directory" in _one_line(r)
+    assert (mine / "baseline" / "keep.txt").read_text() == "x"
+    f = tmp_path / "file"
+    f.write_text("x")
+    for out, what in (("", "must not be empty"), (str(f), "not a directory"), ("/", "choose")):
+        r = cli("run", "default", "--out", out, timeout=120)
+        assert r.returncode == 2 and what in _one_line(r), (out, r.stderr)
+        r = cli("demo", "--out", out, timeout=120)
+        assert r.returncode == 2 and what in _one_line(r), (out, r.stderr)
+    assert f.read_text() == "x"
+
+
+def test_what_a_node_would_fail_on_is_refused_before_any_process_starts(cli, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        r = cli("run", "default", "--set", 'model.device="cuda:3"', "--out", str(tmp_path / "r"))
+        assert r.returncode == 2 and "model.device" in _one_line(r)
+        assert not (tmp_path / "r").exists()
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"domain": "a", "question": "q ?", "options": ["x", "y"], "answer": 0}\n')
+    r = cli("run", "default", "--set", f'data.path="{few}"', "--out", str(tmp_path / "r2"))
+    assert r.returncode == 2 and "fewer than" in _one_line(r), r.stderr
+    assert not (tmp_path / "r2").exists()

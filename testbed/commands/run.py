@@ -30,7 +30,7 @@ def _load(path: str, sets: list[str] | None = None) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from testbed.run import run_scenario, run_summary_table
+    from testbed.run import check_run_out, preflight, run_scenario, run_summary_table
 
     terminate_as_interrupt()
     scn = _load(args.scenario, args.set)
@@ -39,10 +39,11 @@ def _run(args: argparse.Namespace) -> int:
         if a not in ALGORITHMS:
             raise UserError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {a!r}")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    if args.out:
-        out = check_output_path(args.out, "--out", args.parents)
+    if args.out is not None:
+        out = check_run_out(check_output_path(args.out, "--out", args.parents))
     else:
         out = Path(f"runs/{scn.name}-{stamp}")
+    preflight(scn)
     info = run_scenario(scn, out, algs, args.verbose, quiet=args.quiet)
     if args.report:
         info["report"] = _report(out)
@@ -86,15 +87,17 @@ def _node(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from testbed.run import run_scenario, run_summary_table
+    from testbed.run import check_run_out, preflight, run_scenario, run_summary_table
 
     terminate_as_interrupt()
     scn = _load("default")
     out = Path(args.out)
     if args.out != DEMO_OUT:
         out = check_output_path(args.out, "--out", args.parents)
+    check_run_out(out)
     w = sys.stdout.write
     w(f"demo: scenario 'default' with emsfl-enhanced and baseline → {out}\n")
+    preflight(scn)
     info = run_scenario(scn, out, ["emsfl-enhanced", "baseline"], args.verbose, quiet=args.quiet)
     info["report"] = _report(out)
     (out / "run.json").write_text(json.dumps(info, indent=1))

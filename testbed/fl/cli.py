@@ -83,11 +83,15 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
     if not 0.0 <= args.major_fraction <= 1.0:
         raise UserError(f"--major-fraction must be in [0, 1], got {args.major_fraction}")
-    if args.data is not None:
-        from pathlib import Path
+    from pathlib import Path
 
+    if args.data is not None:
+        if Path(args.data).is_dir():
+            raise UserError(f"--data {args.data}: is a directory, not a JSONL file")
         if not Path(args.data).is_file():
             raise UserError(f"--data: no such file: {args.data}")
+    if args.model is not None and not args.model.strip():
+        raise UserError("--model must not be empty (leave it out for the embedded model)")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UserError("--plot needs a .png file name")
 

@@ -165,6 +165,8 @@ def run_timeline(
                 on_progress(cycle, slot + 1, K, last)
         t0 = time.perf_counter()
         acc_g = strategy.evaluate(global_test)
+        if on_progress is not None:
+            on_progress(cycle, K, K, acc_g)  # the cycle's own accuracy, once evaluated
         acc_l = [strategy.evaluate(c.test) for c in strategy.clusters]
         wall["eval"] = time.perf_counter() - t0
         m = CycleMetrics(

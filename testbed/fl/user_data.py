@@ -36,6 +36,9 @@ KINDS = ("auto", "mcqa", "pairs")
 _TEST_EVERY = 7
 _LOCAL_TEST = 0.15
 _TRIAL = 32
+MAX_LINE_CHARS = 20_000  # one record [characters]
+MAX_TEXT_CHARS = 2_000  # one question, option or sentence [characters]
+MAX_RECORDS = 1_000_000
 
 
 @dataclass
@@ -55,6 +58,7 @@ class UserDataset:
         seen = [*self.global_test]
         for c in self.clusters:
             seen += c.test + [x for d in c.devices for x in d]
+        seen.sort(key=lambda ex: self.lines.get(id(ex), 0))  # the first bad line is named
         for ex in seen:
             try:
                 tok.encode(ex.question)
@@ -69,8 +73,10 @@ class UserDataset:
 
 
 def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a JSONL file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM is allowed
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
@@ -79,10 +85,15 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_CHARS:
+            raise UserError(f"{path}:{no}: a record longer than {MAX_LINE_CHARS} characters")
+        if len(out) >= MAX_RECORDS:
+            raise UserError(f"{path}: more than {MAX_RECORDS} records")
         try:
             rec = json.loads(line)
-        except ValueError as e:
-            raise UserError(f"{path}:{no}: not a JSON object ({e.msg})") from None
+        except (ValueError, RecursionError) as e:
+            why = getattr(e, "msg", None) or str(e).split(":")[0] or type(e).__name__
+            raise UserError(f"{path}:{no}: not a JSON object ({why})") from None
         if not isinstance(rec, dict):
             raise UserError(f"{path}:{no}: expected a JSON object, got {type(rec).__name__}")
         out.append((no, rec))
@@ -106,6 +117,12 @@ def _mcq(path: Path, no: int, rec: dict[str, Any]) -> MCQExample:
     q, opts, ans = rec.get("question"), rec.get("options"), rec.get("answer")
     if not isinstance(q, str) or not q:
         raise UserError(f"{path}:{no}: question must be a non-empty string")
+    if len(q) > MAX_TEXT_CHARS or (
+        isinstance(opts, list) and any(isinstance(o, str) and len(o) > MAX_TEXT_CHARS for o in opts)
+    ):
+        raise UserError(
+            f"{path}:{no}: a question or option longer than {MAX_TEXT_CHARS} characters"
+        )
     if (
         not isinstance(opts, list)
         or len(opts) < 2
@@ -135,6 +152,8 @@ def _pair(path: Path, no: int, rec: dict[str, Any], labels: list[str]) -> MCQExa
     s1, s2 = rec.get("sentence1"), rec.get("sentence2")
     if not (isinstance(s1, str) and s1 and isinstance(s2, str) and s2):
         raise UserError(f"{path}:{no}: sentence1 and sentence2 must be non-empty strings")
+    if len(s1) > MAX_TEXT_CHARS or len(s2) > MAX_TEXT_CHARS:
+        raise UserError(f"{path}:{no}: a sentence longer than {MAX_TEXT_CHARS} characters")
     return MCQExample(f"{s1} ? {s2} = ", tuple(labels), labels.index(_label(path, no, rec)))
 
 
@@ -160,6 +179,10 @@ def load_user_dataset(
     found = kinds.pop()
     if kind != "auto" and kind != found:
         raise UserError(f"{p}: holds {found} records, not {kind}")
+    if found == "pairs":
+        types = {type(r.get("label")) for _, r in recs}
+        if len(types) > 1:
+            raise UserError(f"{p}: labels must be all integers or all strings, not a mix")
     labels = sorted({_label(p, no, r) for no, r in recs}) if found == "pairs" else []
     if found == "pairs" and len(labels) < 2:
         raise UserError(f"{p}: sentence pairs need at least two distinct labels")
@@ -167,7 +190,11 @@ def load_user_dataset(
     by_cluster = "cluster" in recs[0][1]
     groups: list[str] = []
     examples: list[tuple[int, int, MCQExample]] = []  # (group, line, example)
+    if not by_cluster and len({type(r.get("domain")) for _, r in recs}) > 1:
+        raise UserError(f"{p}: domains must be all integers or all strings, not a mix")
     for no, r in recs:
+        if "cluster" in r and "domain" in r:
+            raise UserError(f"{p}:{no}: give either cluster or domain, not both")
         if ("cluster" in r) != by_cluster or ("cluster" not in r and "domain" not in r):
             raise UserError(
                 f"{p}:{no}: every record needs a cluster field, or every record a domain field"

@@ -175,3 +175,52 @@ def test_cuda_n_devices():
         assert torch_device("cuda:0").index == 0
         with pytest.raises(RuntimeError, match="only"):
             torch_device(f"cuda:{n}")
+
+
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        (
+            '{"domain":"a","question":"q","options":["a","b"],"answer":' + "9" * 5000 + "}",
+            "not a JSON object",
+        ),
+        ("[" * 5000 + "]" * 5000, "not a JSON object"),
+        ("x" * 30_000, "longer than"),
+        ('{"domain":"a","cluster":0,"question":"q","options":["a","b"],"answer":0}', "not both"),
+        (
+            '{"domain":"a","question":"' + "q" * 3000 + '","options":["a","b"],"answer":0}',
+            "longer than",
+        ),
+        (
+            '{"domain":"a","sentence1":"s","sentence2":"t","label":1}\n'
+            '{"domain":"a","sentence1":"s","sentence2":"t","label":"1"}',
+            "not a mix",
+        ),
+        (
+            '{"domain":1,"question":"q","options":["a","b"],"answer":0}\n'
+            '{"domain":"1","question":"q","options":["a","b"],"answer":0}',
+            "not a mix",
+        ),
+    ],
+)
+def test_hostile_files_are_one_line_errors(tmp_path, text, what):
+    p = tmp_path / "h.jsonl"
+    p.write_text(text + "\n")
+    with pytest.raises(UserError, match=what) as e:
+        load_user_dataset(p, ["a", "b"], 2, seed=0)
+    assert "\n" not in str(e.value)
+
+
+def test_a_bom_is_fine_and_a_directory_is_named(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + MCQA.read_bytes())
+    assert load_user_dataset(p, ["a", "b", "c"], 2, seed=0).kind == "mcqa"
+    with pytest.raises(UserError, match="is a directory"):
+        load_user_dataset(tmp_path, ["a"], 2, seed=0)
+
+
+def test_data_can_be_set_from_the_command_line():
+    from testbed.scenario import load_scenario
+
+    scn = load_scenario("default").with_overrides([f'data.path="{MCQA}"', 'data.kind="mcqa"'])
+    assert scn.data.path == MCQA and scn.data.kind == "mcqa"

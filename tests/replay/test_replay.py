@@ -231,7 +231,7 @@ def test_sweep_writes_json_and_plot(run_dir: Path, tmp_path: Path) -> None:
         (["replay", "{run}", "--set", "link.nope=1"], "link.nope"),
         (["replay", "{run}", "--set", "link.rician_k_db"], "KEY=VALUE"),
         (["replay", "{run}", "--algorithm", "emsfl"], "no algorithm"),
-        (["sweep", "{run}", "--grid", "link.bogus=1,2"], "link.bogus"),
+        (["sweep", "{run}", "--grid", "link.bogus=1,2"], "--grid link.bogus"),
         (["sweep", "{run}"], "--grid"),
         # an earlier replay's receivers would answer from their records: never reused
         (["replay", "{run}", "--out", "{run}/baseline/.."], "would overwrite"),

@@ -677,3 +677,12 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     img = mpimg.imread(shot)
     # not a blank page: text, tables and figures give many distinct colours
     assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 50
+
+
+def test_passes_used_counts_each_payload_once(built):
+    from testbed.report import load_run, summarize
+
+    root, recs, _ = built
+    s = summarize(load_run(root))
+    for name, r in recs.items():
+        assert sum(s["algorithms"][name]["passes_used"].values()) == len(r["uploads"])

@@ -529,7 +529,7 @@ class SatelliteNode:
             except Exception as e:  # any malformed file: safetensors, JSON or metadata errors
                 p, why = None, f"unreadable payload ({type(e).__name__}: {e})"
             else:
-                why = self._payload_problem(p, cid, dev, item.manifest.round)
+                why = self._payload_problem(p, cid, dev, item.manifest.round, stage)
             if why is not None:
                 log.warning("payload %s rejected: %s", item.path.name, why)
                 inbox.mark_applied(item)
@@ -539,6 +539,10 @@ class SatelliteNode:
                 continue
             payloads.append(p)
             inbox.mark_applied(item)
+            # what the strategy will use of it: the keys this stage allows this cluster now
+            # (a late payload may carry an expert re-assigned since; those keys are dropped)
+            allowed = set(self.strategy._upload_keys(self.scn.cluster_index(cid), stage))
+            used = sum(1 for name in p.tensors if name in allowed)
             included.append(
                 {
                     "payload": item.manifest.name,
@@ -546,6 +550,8 @@ class SatelliteNode:
                     "device": dev,
                     "cycle": item.manifest.round,
                     "accepted_s": acc,
+                    "tensors_used": used,
+                    "tensors_dropped": len(p.tensors) - used,
                 }
             )
         self.strategy.aggregate(self.scn.cluster_index(cid), stage, payloads)
@@ -595,7 +601,9 @@ class SatelliteNode:
             missing=[m["reason"] for m in missing],
         )
 
-    def _payload_problem(self, p: Any, cid: str, dev: int, round_: int) -> str | None:
+    def _payload_problem(
+        self, p: Any, cid: str, dev: int, round_: int, stage: str | None = None
+    ) -> str | None:
         """Why a payload may not touch the global state, or None when it may.
 
         Every tensor must be a known LoRA key with the global tensor's exact dtype and shape
@@ -605,6 +613,8 @@ class SatelliteNode:
         import torch
 
         k = self.scn.cluster_index(cid)
+        if stage is not None and p.stage != stage:
+            return f"claims stage {p.stage!r}, arrived as {stage!r}"
         if (p.cluster, p.device, p.cycle) != (k, dev, round_):
             return (
                 f"claims cluster {p.cluster} device {p.device} cycle {p.cycle}, arrived as "

@@ -72,6 +72,8 @@ def test_payload_checks(node):
         "device": variant(device=0),
         "cycle": variant(cycle=7),
     }
+    assert node._payload_problem(variant(stage="gate"), "munich", 1, 1, "full") is not None
+    assert node._payload_problem(good, "munich", 1, 1, "full") is None
     for what, p in cases.items():
         why = node._payload_problem(p, "munich", 1, 1)
         assert why is not None, what

@@ -131,6 +131,10 @@ def test_short_scenario_end_to_end_through_the_emulator(short_run):
             assert inc["accepted_s"] <= a["t_agg_s"]
             assert inc["payload"] in accepted
     assert sum(len(a["included"]) for a in aggs) > 0
+    # the record says what the strategy used of each included payload: all of its tensors here
+    assert all(
+        inc["tensors_used"] > 0 == inc["tensors_dropped"] for a in aggs for inc in a["included"]
+    )
     # ...and nothing the receiver had committed by t_agg is missing (its own records decide).
     for a in aggs:
         recs = [

@@ -54,7 +54,7 @@ def build_strategy(
     """
     import torch
 
-    from testbed.fl.data import federated_split
+    from testbed.fl.data import cluster_data
     from testbed.fl.determinism import configure_determinism
     from testbed.fl.model import build_default_model, load_model
     from testbed.fl.timeline import make_strategy
@@ -67,26 +67,6 @@ def build_strategy(
         model, tok = load_model(scn.model.path, device=dev)
     else:
         model, tok = build_default_model(cfg.seed, cache, device=dev)
-    if scn.data.path is not None:
-        from testbed.fl.user_data import load_user_dataset
-
-        ds = load_user_dataset(
-            scn.data.path,
-            [c.id for c in scn.clusters],
-            cfg.devices_per_cluster,
-            cfg.seed,
-            scn.data.kind,
-            cfg.major_fraction,
-        )
-        ds.check_tokenizer(tok)
-        clusters, global_test = ds.clusters, ds.global_test
-    else:
-        clusters, global_test = federated_split(
-            cfg.clusters,
-            cfg.devices_per_cluster,
-            cfg.examples_per_device,
-            cfg.test_per_cluster,
-            cfg.seed,
-            cfg.major_fraction,
-        )
+    ids = [c.id for c in scn.clusters]
+    clusters, global_test = cluster_data(cfg, ids, tok, scn.data.path, scn.data.kind)
     return make_strategy(scn.algorithm.name, model, tok, clusters, cfg), global_test

@@ -308,19 +308,13 @@ def preflight(scn: Any) -> None:
     except RuntimeError as e:
         raise UserError(f"{scn.source}: model.device: {e}") from None
     if scn.data.path is not None:
+        from testbed.fl.data import cluster_data
         from testbed.fl.tokenizer import CharTokenizer, load_tokenizer
-        from testbed.fl.user_data import load_user_dataset
 
-        cfg = scn.fl_config()
-        ds = load_user_dataset(
-            scn.data.path,
-            [c.id for c in scn.clusters],
-            cfg.devices_per_cluster,
-            cfg.seed,
-            scn.data.kind,
-            cfg.major_fraction,
+        tok = load_tokenizer(scn.model.path) if scn.model.path else CharTokenizer()
+        cluster_data(
+            scn.fl_config(), [c.id for c in scn.clusters], tok, scn.data.path, scn.data.kind
         )
-        ds.check_tokenizer(load_tokenizer(scn.model.path) if scn.model.path else CharTokenizer())
 
 
 def run_scenario(

@@ -35,6 +35,7 @@ __all__ = [
     "ClusterData",
     "MCQExample",
     "PairExample",
+    "cluster_data",
     "domain_examples",
     "federated_split",
     "load_mcqa_jsonl",
@@ -212,6 +213,41 @@ def federated_split(
     per = max(1, test_per_cluster // nd)
     global_test = [_one(d, rng, tables) for d in range(nd) for _ in range(per)]
     return clusters, global_test
+
+
+def cluster_data(
+    config: object,
+    cluster_ids: list[str],
+    tok: object,
+    data_path: str | Path | None = None,
+    data_kind: str = "auto",
+) -> tuple[list[ClusterData], list[MCQExample]]:
+    """``(clusters, global_test)``: the user's data set split over ``cluster_ids`` and checked
+    against the tokenizer ``tok`` (:mod:`testbed.fl.user_data`) when ``data_path`` is given,
+    else the embedded non-IID split (:func:`federated_split`); ``config`` is the
+    :class:`testbed.fl.config.FLConfig` (devices, seed, major fraction, shard sizes)."""
+    c = config
+    if data_path is not None:
+        from testbed.fl.user_data import load_user_dataset
+
+        ds = load_user_dataset(
+            data_path,
+            cluster_ids,
+            c.devices_per_cluster,  # type: ignore[attr-defined]
+            c.seed,  # type: ignore[attr-defined]
+            data_kind,
+            c.major_fraction,  # type: ignore[attr-defined]
+        )
+        ds.check_tokenizer(tok)
+        return ds.clusters, ds.global_test
+    return federated_split(
+        len(cluster_ids),
+        c.devices_per_cluster,  # type: ignore[attr-defined]
+        c.examples_per_device,  # type: ignore[attr-defined]
+        c.test_per_cluster,  # type: ignore[attr-defined]
+        c.seed,  # type: ignore[attr-defined]
+        c.major_fraction,  # type: ignore[attr-defined]
+    )
 
 
 def _load_jsonl(path: str | Path, what: str, parse: Callable[[dict], _T]) -> list[_T]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from testbed.fl.config import FLConfig
-from testbed.fl.data import MCQExample, federated_split
+from testbed.fl.data import MCQExample, cluster_data
 from testbed.fl.payload import Payload
 from testbed.fl.strategy import Strategy, peak_memory_bytes
 
@@ -231,28 +231,8 @@ def run_learning(
         model, tok = load_model(model_path)
     else:
         model, tok = build_default_model(config.seed, cache)
-    if data_path:
-        from testbed.fl.user_data import load_user_dataset
-
-        ds = load_user_dataset(
-            data_path,
-            [f"c{k}" for k in range(config.clusters)],
-            config.devices_per_cluster,
-            config.seed,
-            data_kind,
-            config.major_fraction,
-        )
-        ds.check_tokenizer(tok)
-        clusters, global_test = ds.clusters, ds.global_test
-    else:
-        clusters, global_test = federated_split(
-            config.clusters,
-            config.devices_per_cluster,
-            config.examples_per_device,
-            config.test_per_cluster,
-            config.seed,
-            config.major_fraction,
-        )
+    ids = [f"c{k}" for k in range(config.clusters)]
+    clusters, global_test = cluster_data(config, ids, tok, data_path or None, data_kind)
     strategy = make_strategy(algorithm, model, tok, clusters, config)
     return run_timeline(
         strategy, cycles, global_test, config.target_accuracy, on_progress=on_progress

@@ -29,6 +29,7 @@ import numpy as np
 
 from channel.constants import EARTH_ROTATION_RAD_S, SPEED_OF_LIGHT_M_S
 from channel.constellation import Constellation, ConstellationError, Ephemeris
+from channel.edges import bisect_edges, intervals
 from channel.isl import IslRules, OpticalTerminal, RfTerminal, isl_metrics
 from channel.link_budget import (
     LinkParams,
@@ -41,7 +42,6 @@ from channel.orbit import GroundSite, gmst_rad
 __all__ = ["KINDS", "Contact", "ContactPlan", "contact_plan", "inter_plane_pairs"]
 
 KINDS = ("sat_ground", "isl")
-_BISECT = 17  # 10 s / 2^17 ≈ 76 µs
 #: Largest satellites × time steps of one plan (48 bytes each for the ephemeris, about
 #: three times that at the peak): Starlink's 1584-satellite shell over a day is 13.7 M.
 MAX_SAT_STEPS = 20_000_000
@@ -321,45 +321,6 @@ def _elevation_deg(rsat: np.ndarray, site_pos: np.ndarray, up: np.ndarray) -> np
     return np.degrees(np.arcsin(np.clip(np.einsum("...i,...i->...", rho, up) / rng, -1.0, 1.0)))
 
 
-def _bisect(pred: Any, lo: np.ndarray, hi: np.ndarray, lo_state: np.ndarray) -> np.ndarray:
-    """Vectorised bisection of boolean edges: ``pred(mid)`` → states; returns each edge time
-    on its usable (True) side, so a contact's first and last instants obey its rules."""
-    lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
-    for _ in range(_BISECT):
-        mid = 0.5 * (lo + hi)
-        same = pred(mid) == lo_state
-        lo = np.where(same, mid, lo)
-        hi = np.where(same, hi, mid)
-    return np.where(lo_state, lo, hi)
-
-
-def _intervals(
-    mask: np.ndarray, t: np.ndarray, refine: Any
-) -> list[tuple[int, float, float, bool]]:
-    """Rows of a boolean (R, M) grid → [(row, start, end, truncated)], edges refined by
-    ``refine(rows, lo, hi, lo_state)``."""
-    rows, ks = np.nonzero(np.diff(mask.astype(np.int8), axis=1))
-    cuts = refine(rows, t[ks], t[ks + 1], mask[rows, ks]) if rows.size else np.empty(0, dtype=float)
-    out: list[tuple[int, float, float, bool]] = []
-    by_row: dict[int, list[float]] = {}
-    for r, c in zip(rows.tolist(), cuts.tolist(), strict=True):
-        by_row.setdefault(r, []).append(c)
-    for r in np.flatnonzero(mask.any(axis=1)).tolist():
-        evs = sorted(by_row.get(r, []))
-        on = bool(mask[r, 0])
-        start: float | None = float(t[0]) if on else None
-        trunc = on
-        for c in evs:
-            if start is None:
-                start = c
-            else:
-                out.append((r, start, c, trunc))
-                start, trunc = None, False
-        if start is not None:
-            out.append((r, start, float(t[-1]), True))
-    return out
-
-
 def inter_plane_pairs(constellation: Constellation) -> list[tuple[int, int]]:
     """Adjacent plane pairs (p, p+1), cyclically, that get inter-plane ISLs — all of them in a
     Walker delta; a Walker star has its *seam* between plane P−1 and plane 0, where the planes
@@ -467,9 +428,9 @@ def contact_plan(
                 sp, _, u = _station_eci(site, theta0, x)
                 return _elevation_deg(p, sp, u) >= min_elevation_deg
 
-            return _bisect(pred, lo, hi, st)
+            return bisect_edges(pred, lo, hi, st)
 
-        for r, a, b, tr in _intervals(mask, t, refine):
+        for r, a, b, tr in intervals(mask, t, refine):
             spans.append(("sat_ground", site.name, sats[r].id, -1 - g, r, a, b, tr))
 
     if rules.intra_plane:
@@ -504,9 +465,9 @@ def contact_plan(
                     rb, vb = eph.at(b_idx[rows], x)
                     return isl_metrics(ra, va, rb, vb, rules)["usable"]
 
-                return _bisect(pred, lo, hi, st)
+                return bisect_edges(pred, lo, hi, st)
 
-            for r, a, b, tr in _intervals(mask, t, refine_intra):
+            for r, a, b, tr in intervals(mask, t, refine_intra):
                 i, j = pairs[r]
                 spans.append(("isl", sats[i].id, sats[j].id, i, j, a, b, tr))
 
@@ -538,9 +499,9 @@ def contact_plan(
                     gate = isl_metrics(ra[k, ia], va[k, ia], rb[k, ib], vb[k, ib], rules)
                     return mutual & gate["usable"]
 
-                return _bisect(pred, lo, hi, st)
+                return bisect_edges(pred, lo, hi, st)
 
-            for r, a, b, tr in _intervals(flat, t, refine_inter):
+            for r, a, b, tr in intervals(flat, t, refine_inter):
                 ia, ib = divmod(r, len(mq))
                 i, j = int(mp[ia]), int(mq[ib])
                 spans.append(("isl", sats[i].id, sats[j].id, i, j, a, b, tr))

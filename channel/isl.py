@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -324,36 +325,21 @@ class IslGeometry:
         return any(a <= a_s and b_s < b for a, b in self._windows)
 
     def _search(self, t_end_s: float) -> None:
-        """Extend the window list to ``t_end_s`` (10 s grid, bisection to 0.1 ms)."""
+        """Extend the window list to ``t_end_s`` (10 s grid, bisection to 76 µs, each edge on
+        its usable side: :mod:`channel.edges`)."""
+        from channel.edges import bisect_edges, intervals
+
+        def refine(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, st: np.ndarray) -> Any:
+            return bisect_edges(self.inside, lo, hi, st)
+
         while self._searched_to < t_end_s:
             t0 = self._searched_to
-            t1 = t0 + self._chunk_s
-            t = np.arange(t0, t1 + 10.0, 10.0)
-            ok = self.inside(t)
-            edges = np.flatnonzero(np.diff(ok.astype(np.int8)))
-            cuts = [self._bisect(t[i], t[i + 1], bool(ok[i])) for i in edges]
-            state = bool(ok[0])
-            start = t0 if state else None
-            if state and self._windows and self._windows[-1][1] == t0:
-                start = self._windows.pop()[0]
-            for c in cuts:
-                if start is None:
-                    start = c
-                else:
-                    self._windows.append((start, c))
-                    start = None
-            if start is not None:
-                self._windows.append((start, float(t[-1])))
+            t = np.arange(t0, t0 + self._chunk_s + 10.0, 10.0)
+            for _, a, b, _trunc in intervals(self.inside(t)[None], t, refine):
+                if a == t0 and self._windows and self._windows[-1][1] == t0:
+                    a = self._windows.pop()[0]  # open across the chunk boundary: one window
+                self._windows.append((a, b))
             self._searched_to = float(t[-1])
-
-    def _bisect(self, lo: float, hi: float, lo_state: bool) -> float:
-        for _ in range(17):
-            mid = 0.5 * (lo + hi)
-            if bool(self.inside(mid)) == lo_state:
-                lo = mid
-            else:
-                hi = mid
-        return hi
 
     def state(self, t_s: np.ndarray | float, shadowing: bool = True) -> LinkState:
         """Link state at emulated times (see :meth:`channel.LinkGeometry.state`)."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from channel.constants import EARTH_ROTATION_RAD_S, SPEED_OF_LIGHT_M_S
+from channel.constants import SPEED_OF_LIGHT_M_S
 from channel.constellation import Constellation, ConstellationError, Ephemeris
 from channel.edges import bisect_edges, intervals
 from channel.isl import IslRules, OpticalTerminal, RfTerminal, isl_metrics
@@ -37,7 +37,7 @@ from channel.link_budget import (
     free_space_path_loss_db,
     noise_power_dbm,
 )
-from channel.orbit import GroundSite, gmst_rad
+from channel.orbit import GroundSite, gmst_rad, site_state_eci
 
 __all__ = ["KINDS", "Contact", "ContactPlan", "contact_plan", "inter_plane_pairs"]
 
@@ -298,23 +298,6 @@ class ContactPlan:
         )
 
 
-def _station_eci(site: GroundSite, theta0: float, t: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Station position, velocity [m, m/s] and up vector in ECI at times t, each (..., 3)."""
-    th = theta0 + EARTH_ROTATION_RAD_S * t
-    c, s = np.cos(th), np.sin(th)
-    r = site.ecef_m()
-    up = site.enu_basis()[2]
-
-    def rot(x: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [c * x[0] - s * x[1], s * x[0] + c * x[1], np.broadcast_to(x[2], c.shape)], -1
-        )
-
-    pos = rot(r)
-    vel = EARTH_ROTATION_RAD_S * np.stack([-pos[..., 1], pos[..., 0], np.zeros_like(c)], -1)
-    return pos, vel, rot(up)
-
-
 def _elevation_deg(rsat: np.ndarray, site_pos: np.ndarray, up: np.ndarray) -> np.ndarray:
     rho = rsat - site_pos
     rng = np.linalg.norm(rho, axis=-1)
@@ -408,7 +391,7 @@ def contact_plan(
 
     rows_per = max(1, _CHUNK // max(1, t.size))
     for g, site in enumerate(stations):
-        spos, _, up = _station_eci(site, theta0, t)
+        spos, _, up = site_state_eci(site, theta0, t)
         mask = np.concatenate(
             [
                 _elevation_deg(eph.pos[i : i + rows_per], spos[None], up[None]) >= min_elevation_deg
@@ -425,7 +408,7 @@ def contact_plan(
         ) -> np.ndarray:
             def pred(x: np.ndarray) -> np.ndarray:
                 p, _ = eph.at(rows, x)
-                sp, _, u = _station_eci(site, theta0, x)
+                sp, _, u = site_state_eci(site, theta0, x)
                 return _elevation_deg(p, sp, u) >= min_elevation_deg
 
             return bisect_edges(pred, lo, hi, st)
@@ -597,7 +580,7 @@ def _profiles(
             if not sel.size:
                 continue
             rs, vs = eph.at(j_idx[sel], tt[sel])
-            sp, sv, up = _station_eci(site, theta0, tt[sel])
+            sp, sv, up = site_state_eci(site, theta0, tt[sel])
             rho = rs - sp
             d = np.linalg.norm(rho, axis=-1)
             el = np.degrees(np.arcsin(np.clip(np.einsum("ij,ij->i", rho, up) / d, -1, 1)))

@@ -46,6 +46,7 @@ __all__ = [
     "circular_tle",
     "gmst_rad",
     "look_angles",
+    "site_state_eci",
 ]
 
 DEFAULT_EPOCH = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
@@ -349,6 +350,27 @@ class LookAngles:
     range_rate_mps: np.ndarray
 
 
+def site_state_eci(
+    site: GroundSite, theta0_rad: float, t_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ground site's ECI position [m], velocity [m/s] and local up vector, each (..., 3),
+    at emulated times ``t_s`` [s] (any shape), the Earth turned by
+    :math:`\\theta_g(t) = \\theta_0 + \\omega_E t` (``theta0_rad``: GMST at the epoch):
+
+    .. math:: r(t) = R_z(\\theta_g) r_{ECEF}, \\quad v = \\omega_E \\hat z \\times r
+    """
+    t = np.asarray(t_s, dtype=float)
+    th = theta0_rad + EARTH_ROTATION_RAD_S * t
+    c, s = np.cos(th), np.sin(th)
+
+    def rot(x: np.ndarray) -> np.ndarray:
+        return np.stack([c * x[0] - s * x[1], s * x[0] + c * x[1], np.full_like(t, x[2])], -1)
+
+    pos = rot(site.ecef_m())
+    vel = EARTH_ROTATION_RAD_S * np.stack([-pos[..., 1], pos[..., 0], np.zeros_like(t)], -1)
+    return pos, vel, rot(site.enu_basis()[2])
+
+
 def look_angles(orbit: Orbit, site: GroundSite, t_s: np.ndarray | float) -> LookAngles:
     """Elevation, azimuth, slant range and range rate from ``site`` (vectorised in time).
 
@@ -361,13 +383,7 @@ def look_angles(orbit: Orbit, site: GroundSite, t_s: np.ndarray | float) -> Look
     pos, vel = orbit.eci(t)
     theta = gmst_rad(orbit.epoch) + EARTH_ROTATION_RAD_S * t
     c, s = np.cos(theta), np.sin(theta)
-    r_e = site.ecef_m()
-    site_eci = np.stack(
-        [c * r_e[0] - s * r_e[1], s * r_e[0] + c * r_e[1], np.full_like(t, r_e[2])], -1
-    )
-    site_vel = EARTH_ROTATION_RAD_S * np.stack(
-        [-site_eci[:, 1], site_eci[:, 0], np.zeros_like(t)], -1
-    )
+    site_eci, site_vel, _ = site_state_eci(site, gmst_rad(orbit.epoch), t)
     rho = pos - site_eci
     rng = np.linalg.norm(rho, axis=-1)
     rate = np.einsum("ij,ij->i", rho, vel - site_vel) / rng

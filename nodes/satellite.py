@@ -523,6 +523,9 @@ class SatelliteNode:
                 superseded.append(item.manifest.name)
         payloads, included = [], []
         rejected: set[int] = set()
+        # what the strategy will use of a payload: the keys this stage allows this cluster now
+        # (a late payload may carry an expert re-assigned since; those keys are dropped)
+        allowed = set(self.strategy._upload_keys(self.scn.cluster_index(cid), stage))
         for dev, (item, acc) in sorted(newest.items()):
             try:
                 p = Payload.from_bytes(item.path.read_bytes())
@@ -539,9 +542,6 @@ class SatelliteNode:
                 continue
             payloads.append(p)
             inbox.mark_applied(item)
-            # what the strategy will use of it: the keys this stage allows this cluster now
-            # (a late payload may carry an expert re-assigned since; those keys are dropped)
-            allowed = set(self.strategy._upload_keys(self.scn.cluster_index(cid), stage))
             used = sum(1 for name in p.tensors if name in allowed)
             included.append(
                 {

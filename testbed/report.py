@@ -500,25 +500,36 @@ def pass_rows(alg: AlgorithmRun) -> list[dict[str, Any]]:
     return rows
 
 
+def _upload_observations(alg: AlgorithmRun) -> list[tuple[float, bool]]:
+    """(time [s], accepted) per upload that was on the way: an accepted upload at its upload
+    time; one never accepted at the time it had been in flight when the run ended."""
+    end = _run_end_s(alg)
+    obs: list[tuple[float, bool]] = []
+    for u in alg.final_uploads:
+        t = _num(u.get("upload_time_s"))
+        if u.get("status") == "accepted" and t is not None:
+            obs.append((t, True))
+        elif (t0 := _num(u.get("first_tx_s"))) is not None and not u.get("already_accepted"):
+            obs.append((max(0.0, end - t0), False))
+    return obs
+
+
 def accepted_fraction(alg: AlgorithmRun) -> tuple[list[float], list[float]]:
     """Upload times of the accepted uploads (sorted) and the fraction of *all* uploads
     accepted within each: :math:`F_{obs}(t) = \\#\\{\\text{accepted}, T_i \\le t\\} / N`,
     which ends at n/N < 1 when some uploads never finished."""
-    total = upload_time_km(alg)[3]  # the same N: every upload that was on the way
-    acc = sorted(
-        x
-        for u in alg.final_uploads
-        if u.get("status") == "accepted" and (x := _num(u.get("upload_time_s"))) is not None
-    )
-    return acc, [(i + 1) / total for i in range(len(acc))]
+    obs = _upload_observations(alg)
+    acc = sorted(t for t, accepted in obs if accepted)
+    return acc, [(i + 1) / len(obs) for i in range(len(acc))]
 
 
 def upload_time_km(alg: AlgorithmRun) -> tuple[list[float], list[float], int, int]:
     """Kaplan–Meier estimate of the upload-time distribution F(t) = P(upload time ≤ t).
 
     An accepted upload is an event at its upload time; one never accepted is *censored* at
-    the time it had been in flight when the run ended (run end − first transmission), so
-    F never reaches 1 while some uploads never finished:
+    the time it had been in flight when the run ended (run end − first transmission). F
+    reaches 1 only when every upload still at risk at the last event was accepted, which is
+    why the report's main curve is :func:`accepted_fraction`:
 
     .. math:: \\hat S(t) = \\prod_{t_i \\le t} \\left(1 - \\frac{d_i}{n_i}\\right),
               \\quad \\hat F = 1 - \\hat S,
@@ -529,14 +540,7 @@ def upload_time_km(alg: AlgorithmRun) -> tuple[list[float], list[float], int, in
     -------
     (event times [s], F at each, accepted n, all N)
     """
-    end = _run_end_s(alg)
-    obs: list[tuple[float, bool]] = []
-    for u in alg.final_uploads:
-        t = _num(u.get("upload_time_s"))
-        if u.get("status") == "accepted" and t is not None:
-            obs.append((t, True))
-        elif (t0 := _num(u.get("first_tx_s"))) is not None and not u.get("already_accepted"):
-            obs.append((max(0.0, end - t0), False))
+    obs = _upload_observations(alg)
     obs.sort(key=lambda x: (x[0], not x[1]))  # events before censorings at the same time
     at_risk = len(obs)
     surv = 1.0

@@ -22,11 +22,15 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from testbed.errors import UserError
+
+if TYPE_CHECKING:
+    from testbed.fl.config import FLConfig
+    from testbed.fl.tokenizer import TextTokenizer
 
 _T = TypeVar("_T")
 
@@ -216,37 +220,36 @@ def federated_split(
 
 
 def cluster_data(
-    config: object,
+    config: FLConfig,
     cluster_ids: list[str],
-    tok: object,
+    tok: TextTokenizer,
     data_path: str | Path | None = None,
     data_kind: str = "auto",
 ) -> tuple[list[ClusterData], list[MCQExample]]:
     """``(clusters, global_test)``: the user's data set split over ``cluster_ids`` and checked
     against the tokenizer ``tok`` (:mod:`testbed.fl.user_data`) when ``data_path`` is given,
-    else the embedded non-IID split (:func:`federated_split`); ``config`` is the
-    :class:`testbed.fl.config.FLConfig` (devices, seed, major fraction, shard sizes)."""
-    c = config
+    else the embedded non-IID split (:func:`federated_split`) with ``config``'s devices,
+    seed, major fraction and shard sizes."""
     if data_path is not None:
         from testbed.fl.user_data import load_user_dataset
 
         ds = load_user_dataset(
             data_path,
             cluster_ids,
-            c.devices_per_cluster,  # type: ignore[attr-defined]
-            c.seed,  # type: ignore[attr-defined]
+            config.devices_per_cluster,
+            config.seed,
             data_kind,
-            c.major_fraction,  # type: ignore[attr-defined]
+            config.major_fraction,
         )
         ds.check_tokenizer(tok)
         return ds.clusters, ds.global_test
     return federated_split(
         len(cluster_ids),
-        c.devices_per_cluster,  # type: ignore[attr-defined]
-        c.examples_per_device,  # type: ignore[attr-defined]
-        c.test_per_cluster,  # type: ignore[attr-defined]
-        c.seed,  # type: ignore[attr-defined]
-        c.major_fraction,  # type: ignore[attr-defined]
+        config.devices_per_cluster,
+        config.examples_per_device,
+        config.test_per_cluster,
+        config.seed,
+        config.major_fraction,
     )
 
 

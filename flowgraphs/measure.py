@@ -85,11 +85,14 @@ def run_pdus(
                 raise TimeoutError(f"only {link.finished()} of {n} PDUs left in {timeout_s} s")
             time.sleep(0.002)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        out.wait_for(link.crc_check.counters.get("out", 0), 5.0)
+        # the safe-time markers share the port: wait for the PDUs themselves
+        delivered = link.crc_check.counters.get("out", 0)
+        if not out.wait_for(delivered, 30.0, data_only=True):
+            raise TimeoutError(f"{delivered} PDUs passed the CRC but not all reached the output")
     finally:
         tb.stop()
         tb.wait()
-    data = [(m, d) for m, d in out.items if m.get("cmd") != "safe"]
+    data = out.data_items()
     return RunResult(data, [m for m, _ in st.items], wall, cpu, link.awgn.samples, link.summary())
 
 

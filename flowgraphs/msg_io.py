@@ -47,7 +47,19 @@ class PduCollector(gr.basic_block):
             self.items.append((meta, data))
             self._cond.notify_all()
 
-    def wait_for(self, n: int, timeout_s: float) -> bool:
-        """Block until ``n`` items have arrived or ``timeout_s`` (wall) passed."""
+    def data_items(self) -> list[tuple[dict[str, Any], Any]]:
+        """The items that are PDUs, without the link clock's ``{"cmd": "safe"}`` markers."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self.items) >= n, timeout=timeout_s)
+            return [(m, d) for m, d in self.items if m.get("cmd") != "safe"]
+
+    def wait_for(self, n: int, timeout_s: float, data_only: bool = False) -> bool:
+        """Block until ``n`` items (``n`` PDUs, not counting safe-time markers, with
+        ``data_only``) have arrived or ``timeout_s`` (wall) passed."""
+
+        def enough() -> bool:
+            if not data_only:
+                return len(self.items) >= n
+            return sum(m.get("cmd") != "safe" for m, _ in self.items) >= n
+
+        with self._cond:
+            return self._cond.wait_for(enough, timeout=timeout_s)

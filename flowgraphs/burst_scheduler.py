@@ -44,6 +44,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pmt
 
 from channel import LinkGeometry, RicianFading
@@ -63,6 +64,8 @@ PREDICTIONS = ("predict", "feedback", "genie")
 
 _ECHO_SKIP = {wire.KEY_TX_TIME, wire.KEY_CMD}
 _PAD_SYMBOLS = 64  # the random lead-in before a burst is 1 … 64 symbols
+#: Measurement window of a ``feedback`` SNR report [s]: about one normal frame at 4.76 MBd
+FEEDBACK_WINDOW_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -74,19 +77,20 @@ class AcmPolicy:
     modcod : ``"acm"`` or a MODCOD name (fixed, for experiments)
     margin_db : subtracted from the predicted Es/N0 before the table look-up [dB]
     prediction : ``"predict"`` — the clear-sky link budget from the orbit, open loop (what
-        a ground terminal can compute alone); ``"feedback"`` — closed loop: the large-scale SNR
-        (link budget with this link's shadowing and rain realisation, no fast fading) as the
-        receiver measured it ``feedback_delay_s`` earlier and reported it back, as DVB-S2 ACM
-        does over a return channel; ``"genie"`` — the realised SNR including the fading gain at
+        a ground terminal can compute alone); ``"feedback"`` — closed loop: the realised Es/N0
+        (shadowing, rain and the fading power) that the receiver measured over its last
+        window and reported back, one round trip plus ``feedback_delay_s`` old, as DVB-S2
+        ACM does over a return channel; ``"genie"`` — the realised SNR including the fading gain at
         the frame's start (an upper bound, not realisable)
-    feedback_delay_s : age of the SNR report with ``"feedback"`` [s]
+    feedback_delay_s : age of the SNR report with ``"feedback"`` beyond the round-trip
+        propagation (measurement, processing, return channel) [s]
     allowed : MODCOD names ACM may use (default: all)
     """
 
     modcod: str = "acm"
     margin_db: float = 1.0
     prediction: str = "feedback"
-    feedback_delay_s: float = 0.05
+    feedback_delay_s: float = 0.01
     allowed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -289,8 +293,7 @@ class BurstScheduler(BurstStage):
             if self.fading is not None:
                 esn0 += 20 * math.log10(max(abs(complex(self.fading.gains(t))), 1e-6))
         elif self.policy.prediction == "feedback":
-            t_rep = max(0.0, t - self.policy.feedback_delay_s)
-            esn0 = self._state(t_rep).snr_db + self.esn0_offset_db
+            esn0 = self._reported_esn0_db(t)
         else:
             esn0 = self._state(t).predicted_snr_db + self.esn0_offset_db
         if self._fixed is not None:
@@ -299,6 +302,27 @@ class BurstScheduler(BurstStage):
             mc = modcod.select(esn0, self.policy.margin_db, self._allowed, self._thresholds)
         self._plan = (t, mc, esn0)
         return mc, esn0
+
+    def _reported_esn0_db(self, t: float) -> float:
+        """The Es/N0 in the receiver's latest report when a frame starts at ``t`` [dB].
+
+        The satellite measures the frames it receives and reports back; the report the
+        terminal holds at *t* covers the window [t_m − W, t_m] with
+        :math:`t_m = t - 2\\tau(t) - \\delta`: τ = one-way propagation [s], δ =
+        ``feedback_delay_s`` (processing and reporting latency beyond the round trip [s]),
+        W = :data:`FEEDBACK_WINDOW_S`. The report is the large-scale SNR at t_m (shadowing and
+        rain realised) plus the mean fading power over the window,
+        :math:`10\\log_{10}\\overline{|h|^2}` — what a pilot-based estimator measures, taken
+        as exact. Everything is a function of emulated time only.
+        """
+        st = self._state(t)
+        t_m = max(0.0, t - 2.0 * st.prop_delay_s - self.policy.feedback_delay_s)
+        esn0 = self._state(t_m).snr_db + self.esn0_offset_db
+        if self.fading is not None:
+            tw = np.linspace(max(0.0, t_m - FEEDBACK_WINDOW_S), t_m, 8)
+            power = float(np.mean(np.abs(self.fading.gains(tw)) ** 2))
+            esn0 += 10 * math.log10(max(power, 1e-12))
+        return esn0
 
     def _state(self, t: float) -> StatePoint:
         """The link state at t: grid-interpolated for an orbit, exact for a schedule."""

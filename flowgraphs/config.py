@@ -20,7 +20,7 @@
     acm_margin_db = 1.0            # subtracted from the predicted Es/N0 before the table [dB]
     acm_prediction = "feedback"    # feedback (receiver SNR reports, closed loop) | predict
                                    # (link budget + orbit, open loop) | genie (realised)
-    acm_feedback_delay_s = 0.05    # age of the SNR report with "feedback" [s]
+    acm_feedback_delay_s = 0.01    # SNR report age beyond the round trip, "feedback" [s]
     rolloff = 0.05                 # RRC roll-off α: 0.05 | 0.10 | 0.20 | 0.25 | 0.35
     symbol_rate_hz = 4761904.76    # R_s; default B/(1+α) with B = params.bandwidth_hz
     sample_rate_hz = 5.0e6         # f_s; default B; f_s/R_s = P/Q (Q <= 64), f_s >= R_s(1+α)
@@ -120,7 +120,7 @@ class LinkConfig:
     modcod: str = "acm"
     acm_margin_db: float = 1.0
     acm_prediction: str = "feedback"
-    acm_feedback_delay_s: float = 0.05
+    acm_feedback_delay_s: float = 0.01
     sample_rate_hz: float = 5.0e6
     symbol_rate_hz: float = 5.0e6 / (1 + DEFAULT_ROLLOFF)
     rolloff: float = DEFAULT_ROLLOFF
@@ -352,7 +352,7 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         modcod=mcod,
         acm_margin_db=_num(where, d, "acm_margin_db", 1.0),
         acm_prediction=pred,
-        acm_feedback_delay_s=_num(where, d, "acm_feedback_delay_s", 0.05, 0.0),
+        acm_feedback_delay_s=_num(where, d, "acm_feedback_delay_s", 0.01, 0.0),
         sample_rate_hz=fs,
         symbol_rate_hz=rs,
         rolloff=alpha,

@@ -215,6 +215,36 @@ def test_each_acm_prediction_uses_only_its_own_information():
     assert chosen("genie", 5.3)[0].name == expect(2.0)
 
 
+def test_feedback_reports_the_fading_one_round_trip_late():
+    # The receiver's SNR report includes the fading power it measured; it is one round trip
+    # (2 × 2 ms) plus δ = 10 ms old. Slow fading (0.2 Hz) is tracked: the report follows the
+    # genie's fading at the frame itself. Fast fading (100 Hz, coherence ≈ 4 ms) is not: the
+    # report is decorrelated from the fading at the frame.
+    from channel import RicianFading
+
+    def reports(fd_hz):
+        fading = RicianFading(3.0, fd_hz, seed=3)
+        link = StaticLink(snr_db=10.0)
+
+        def sched(prediction):
+            return BurstScheduler(
+                "t", link, CFG, CFG.symbol_rate_hz, AcmPolicy("acm", 1.0, prediction), fading
+            )  # fmt: skip
+
+        fb, genie = sched("feedback"), sched("genie")
+        ts = 1.0 + 0.137 * np.arange(300)
+        return np.array([[fb._choose(t)[1], genie._choose(t)[1]] for t in ts])
+
+    slow, fast = reports(0.2), reports(100.0)
+    assert np.std(slow[:, 0]) > 1.0  # the fading is visible in the report
+    assert np.median(np.abs(slow[:, 0] - slow[:, 1])) < 0.2
+    assert np.corrcoef(slow.T)[0, 1] > 0.99
+    assert abs(np.corrcoef(fast.T)[0, 1]) < 0.3
+    # without a fading model the report is the large-scale SNR
+    s = BurstScheduler("t", StaticLink(snr_db=7.0), CFG, CFG.symbol_rate_hz, AcmPolicy())
+    assert s._choose(3.0)[1] == pytest.approx(7.0)
+
+
 def test_acm_follows_the_predicted_esn0():
     low, high = _scheduler(-1.0), _scheduler(12.0)
     assert low._choose(0.0)[0].name == "qpsk-1/4"

@@ -38,7 +38,7 @@ from channel import (
 from channel.link_budget import LinkBudgetError
 from flowgraphs.config import LinkConfig
 from testbed.errors import ConfigError
-from testbed.fl.config import ALGORITHMS, MAX_THREADS, FLConfig
+from testbed.fl.config import ALGORITHMS, MAX_THREADS, RELEVANCE_MODES, FLConfig
 
 __all__ = [
     "AlgorithmSpec",
@@ -113,7 +113,7 @@ class LinkSpec:
     modcod : ``acm`` (per frame, from the predicted Es/N0) or a MODCOD name (e.g. ``qpsk-1/2``)
     acm_margin_db : ACM margin [dB]
     acm_prediction : predict (link budget + orbit) | feedback (SNR reports) | genie
-    acm_feedback_delay_s : age of the SNR report with ``feedback`` [s]
+    acm_feedback_delay_s : age of the ``feedback`` SNR report beyond the round trip [s]
     rolloff : RRC roll-off α (0.05, 0.10, 0.20, 0.25, 0.35)
     symbol_rate_hz : R_s [Hz]; 0 = B/(1+α)
     sample_rate_hz : emulator f_s [Hz]; 0 = B
@@ -1109,7 +1109,9 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
         if k not in fl_fields:
             allowed = sorted({"name", "cycles", *fl_fields} - set(_FL_SET_ELSEWHERE))
             raise v.err(key, unknown_key_hint(k, allowed))
-        if isinstance(getattr(_FL, k), int):
+        if k == "relevance":
+            fl[k] = v.choice(key, x, RELEVANCE_MODES)
+        elif isinstance(getattr(_FL, k), int):
             lo = 0 if k == "masked_cycles" else 1
             fl[k] = v.int(key, x, lo)
         elif k in ("tau", "major_fraction"):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from testbed.commands.link import png_path
 from testbed.errors import UserError
-from testbed.fl.config import ALGORITHMS, MAX_THREADS, FLConfig
+from testbed.fl.config import ALGORITHMS, MAX_THREADS, RELEVANCE_MODES, FLConfig
 
 __all__ = ["register", "run"]
 
@@ -51,6 +52,19 @@ def register(sub) -> None:
         help="share of a cluster's data from its own domain, 0..1 "
         f"(default {_D.major_fraction}; 1 = one domain per cluster)",
     )
+    p.add_argument(
+        "--relevance",
+        choices=RELEVANCE_MODES,
+        default=_D.relevance,
+        help="eq. 29: mean router probability (default) or how often the router selects an "
+        "expert (the paper's definition)",
+    )
+    p.add_argument(
+        "--tau-relative",
+        type=float,
+        default=_D.tau_relative,
+        help=f"relevance threshold τ of eq. 32 as a multiple of 1/E (default {_D.tau_relative})",
+    )
     p.add_argument("--seed", type=int, default=_D.seed)
     p.add_argument(
         "--target",
@@ -81,6 +95,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError("--target must be in [0, 1]")
     if not 1 <= args.threads <= MAX_THREADS:
         raise UserError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
+    if not (math.isfinite(args.tau_relative) and args.tau_relative > 0.0):
+        raise UserError(f"--tau-relative must be a number > 0, got {args.tau_relative}")
     if not 0.0 <= args.major_fraction <= 1.0:
         raise UserError(f"--major-fraction must be in [0, 1], got {args.major_fraction}")
     from pathlib import Path
@@ -146,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         target_accuracy=args.target,
         threads=args.threads,
         major_fraction=args.major_fraction,
+        relevance=args.relevance,
+        tau_relative=args.tau_relative,
     )
     from testbed.progress import Display, eta_s, fmt_duration
 

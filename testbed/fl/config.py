@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALGORITHMS", "MAX_THREADS", "FLConfig"]
+__all__ = ["ALGORITHMS", "MAX_THREADS", "RELEVANCE_MODES", "FLConfig"]
 
 #: CLI names of the implemented algorithms.
 ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
+
+#: Eq. 29 variants: how often the router selects an expert (the paper), or its mean probability.
+RELEVANCE_MODES = ("frequency", "soft")
 
 #: Largest accepted torch thread count (``testbed learn --threads``, ``model.threads``).
 MAX_THREADS = 256
@@ -31,7 +34,18 @@ class FLConfig:
     lora_rank, lora_alpha
         LoRA rank :math:`r` and scaling numerator.
     tau
-        Relevance truncation threshold :math:`\\tau` (eq. 32).
+        Relevance truncation threshold :math:`\\tau` (eq. 32), absolute; ``None`` (default)
+        takes it relative to the uniform share, :math:`\\tau = \\tau_{rel} / E`.
+    tau_relative
+        :math:`\\tau_{rel}`: the threshold as a multiple of :math:`1/E` (0.4: an expert is a
+        candidate for a cluster that routes to it at least 0.4 times as often as uniform
+        routing would; τ = 0.1 with the embedded model's 4 experts). Remark 2 of the paper
+        calls the rarely activated experts those "below :math:`1/E` each".
+    relevance
+        Eq. 29: ``"frequency"`` (how often the router selects the expert, the paper's
+        definition) or ``"soft"`` (mean router probability; the default while the embedded
+        model routes Top-2, where the frequency of second picks flattens the rows —
+        docs/learning.md).
     split_period
         Algo 1 is re-run every ``split_period`` cycles.
     masked_cycles
@@ -59,10 +73,18 @@ class FLConfig:
     lr: float = 5e-3
     lora_rank: int = 4
     lora_alpha: float = 8.0
-    tau: float = 0.1
+    tau: float | None = None
+    tau_relative: float = 0.4
+    relevance: str = "soft"
     split_period: int = 2
     masked_cycles: int = 2
     target_accuracy: float = 0.8
     major_fraction: float = 0.85
     seed: int = 0
     threads: int = 1
+
+    def threshold(self, num_experts: int) -> float:
+        """The truncation threshold τ of eq. 32 for ``num_experts`` experts per layer."""
+        if self.tau is not None:
+            return float(self.tau)
+        return float(self.tau_relative) / max(int(num_experts), 1)

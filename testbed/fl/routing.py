@@ -24,9 +24,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from testbed.fl.config import RELEVANCE_MODES
 from testbed.fl.padded_gemm import use_padded_gemms
 
 __all__ = [
+    "RELEVANCE_MODES",
     "base_state_dict",
     "num_experts",
     "routers",
@@ -87,33 +89,46 @@ def set_router_mask(model: nn.Module, allowed: Sequence[int] | None) -> None:
 
 @torch.no_grad()
 def routing_statistics(
-    model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    model: nn.Module,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    mode: str = "frequency",
 ) -> torch.Tensor:
-    """Mean router probability of every expert over the non-padding tokens (eq. 29).
+    """Expert relevance probability of a cluster's trial set (eq. 29), in eval mode.
+
+    ``"frequency"`` (the paper's definition: the probability that the gate routes to expert
+    :math:`e` at any MoE layer) counts the Top-K selections,
 
     .. math::
 
-        p_{k,e} = \\frac{1}{L \\, N_k} \\sum_{l=1}^{L} \\sum_{n=1}^{N_k}
-                  \\mathrm{softmax}(g_l(h_{l,n}))_e
+        p_{k,e} = \\frac{1}{K_{top} \\, L \\, N_k} \\sum_{l=1}^{L} \\sum_{n=1}^{N_k}
+                  [\\, e \\in \\mathrm{TopK}(g_l(h_{l,n})) \\,],
 
-    over the :math:`N_k` non-padding tokens of cluster :math:`k`'s trial set and the :math:`L`
-    MoE layers, in eval mode.
+    over the :math:`N_k` non-padding tokens and the :math:`L` MoE layers (with Top-1 this is
+    the share of token-layer routings that pick :math:`e`); ``"soft"`` averages the router
+    probabilities instead, :math:`\\frac{1}{L N_k}\\sum_l\\sum_n \\mathrm{softmax}(g_l(h_{l,n}))_e`.
 
     Parameters
     ----------
     batches
         ``(input_ids, attention_mask)`` pairs, each ``(batch, seq)``.
+    mode
+        One of :data:`RELEVANCE_MODES`.
 
     Returns
     -------
     torch.Tensor
         ``(E,)`` probabilities summing to 1.
     """
+    if mode not in RELEVANCE_MODES:
+        raise ValueError(f"relevance must be one of {RELEVANCE_MODES}, got {mode!r}")
     was_training = model.training
     model.eval()
     rs = routers(model)
-    captured: list[torch.Tensor] = []
-    hooks = [r.register_forward_hook(lambda _m, _i, out: captured.append(out[0])) for r in rs]
+    captured: list[tuple[int, torch.Tensor]] = []
+    hooks = [
+        r.register_forward_hook(lambda m, _i, out: captured.append((int(m.top_k), out[0])))
+        for r in rs
+    ]
     total = None
     count = 0
     try:
@@ -121,8 +136,14 @@ def routing_statistics(
             captured.clear()
             model(input_ids=ids, attention_mask=mask)
             keep = mask.reshape(-1).bool()
-            for logits in captured:
-                p = torch.softmax(logits.float(), dim=-1)[keep].sum(0)
+            for top_k, logits in captured:
+                probs = torch.softmax(logits.float(), dim=-1)[keep]
+                if mode == "soft":
+                    p = probs.sum(0)
+                else:
+                    k = min(top_k, probs.shape[-1])
+                    picks = torch.topk(probs, k, dim=-1).indices.reshape(-1)
+                    p = torch.bincount(picks, minlength=probs.shape[-1]).float() / k
                 total = p if total is None else total + p
             count += int(keep.sum()) * len(captured)
     finally:

@@ -9,7 +9,12 @@ overlap:
 3. probabilistic non-overlapping assignment (eq. 34): each expert goes to at most one cluster
    with :math:`\\tilde p_{k,e} > 0`; first a maximum matching clusters↔experts (so that as many
    clusters as possible get an expert) explored in an order sampled from :math:`q`, then every
-   expert still free is drawn to a cluster with probability :math:`q_{\\cdot,e}`.
+   expert still free is drawn to a cluster with probability :math:`q_{\\cdot,e}`;
+4. every expert is assigned (the paper: "all experts are assigned non-overlappingly across
+   the clusters"): an expert whose relevance is below τ for every cluster (an all-zero column
+   of :math:`q`) goes to the cluster that routes to it most, :math:`\\arg\\max_k p_{k,e}`,
+   preferring clusters that hold no expert yet (so that as many clusters as possible train
+   one).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ def _weighted_order(w: np.ndarray, items: np.ndarray, rng: np.random.Generator) 
 
 
 def assign_experts(p: np.ndarray, tau: float, rng: np.random.Generator) -> dict[int, list[int]]:
-    """Eq. 32–34: non-overlapping expert assignment covering as many clusters as possible.
+    """Eq. 32–34: non-overlapping assignment of every expert, covering as many clusters as
+    possible.
 
     Parameters
     ----------
@@ -52,8 +58,10 @@ def assign_experts(p: np.ndarray, tau: float, rng: np.random.Generator) -> dict[
     Returns
     -------
     dict
-        ``cluster -> sorted expert ids``; every cluster is a key (possibly with no expert).
-        Expert ``e`` is given to cluster ``k`` only if :math:`p_{k,e} \\ge \\tau`.
+        ``cluster -> sorted expert ids``; every cluster is a key (possibly with no expert,
+        when there are fewer experts than clusters); every expert is in exactly one list.
+        Expert ``e`` is given to cluster ``k`` only if :math:`p_{k,e} \\ge \\tau`, unless no
+        cluster reaches τ for it (step 4).
     """
     pt = truncate_relevance(p, tau)
     q = assignment_probability(pt)
@@ -80,6 +88,13 @@ def assign_experts(p: np.ndarray, tau: float, rng: np.random.Generator) -> dict[
     for e in range(E):
         if owner[e] == -1 and q[:, e].sum() > 0:
             owner[e] = int(rng.choice(K, p=q[:, e] / q[:, e].sum()))
+    p = np.asarray(p, dtype=float)
+    for e in sorted(range(E), key=lambda e: -float(p[:, e].max())):
+        if owner[e] != -1:
+            continue
+        empty = [k for k in range(K) if k not in owner]
+        pool = empty or list(range(K))
+        owner[e] = max(pool, key=lambda k: (float(p[k, e]), -k))
     out: dict[int, list[int]] = {k: [] for k in range(K)}
     for e, k in enumerate(owner):
         if k >= 0:

@@ -246,12 +246,13 @@ class Strategy(ABC):
         set_router_mask(self.model, None)
         set_lora_state(self.model, self.global_state)
         batches = trial_batches(self.tok, self.clusters[cluster].trial, self.device)
-        return routing_statistics(self.model, batches).numpy()
+        return routing_statistics(self.model, batches, self.config.relevance).numpy()
 
     def split(self) -> dict[int, list[int]]:
         """Algo 1: relevance of every cluster, truncation (eq. 32), assignment (eq. 33–34)."""
         P = np.stack([self.relevance(k) for k in range(len(self.clusters))])
-        self.assignment = assign_experts(P, self.config.tau, self._assign_rng)
+        tau = self.config.threshold(P.shape[1])
+        self.assignment = assign_experts(P, tau, self._assign_rng)
         self._sliced.clear()
         log.info("expert assignment: %s (relevance %s)", self.assignment, np.round(P, 3).tolist())
         return self.assignment

@@ -126,3 +126,57 @@ def test_routing_statistics_are_probabilities_and_ignore_padding(fresh_model):
     lens = torch.tensor([len(tok.encode(e.text)) + 1 for e in ex], dtype=torch.float)
     expect = (torch.stack(one_by_one) * lens[:, None]).sum(0) / lens.sum()
     torch.testing.assert_close(stats, expect, rtol=1e-4, atol=1e-5)
+
+
+def test_eq29_counts_top_k_selections_on_a_hand_made_routing_table(fresh_model):
+    # Every router returns a fixed logit table for a batch of one 4-token sequence whose last
+    # token is padding. Top-1 picks: layer A → experts 0, 0, 1 (pad: 3), layer B → 2, 0, 1
+    # (pad: 3). Over the 3 real tokens × 2 layers: counts 3, 2, 1, 0 → 1/2, 1/3, 1/6, 0.
+    import types
+
+    model, _ = fresh_model
+    rs = routers(model)[:2]
+    picks = [[0, 0, 1, 3], [2, 0, 1, 3]]
+    saved = [(r.__dict__.get("forward"), r.top_k) for r in rs]
+
+    def fixed(table):
+        def forward(self, hidden):
+            logits = torch.full((4, self.num_experts), -4.0)
+            logits[torch.arange(4), torch.tensor(table)] = 4.0
+            top_v, top_i = torch.topk(torch.softmax(logits, -1), 1, dim=-1)
+            return logits.to(hidden.dtype), top_v / top_v, top_i
+
+        return forward
+
+    ids = torch.tensor([[5, 6, 7, 0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    try:
+        for r, table in zip(rs, picks, strict=True):
+            r.top_k = 1
+            r.forward = types.MethodType(fixed(table), r)
+        inner = [r for r in routers(model) if r not in rs]
+        for r in inner:  # other layers, if any: the same table as layer A
+            r.top_k = 1
+            r.forward = types.MethodType(fixed(picks[0]), r)
+        n_layers = len(routers(model))
+        freq = routing_statistics(model, [(ids, mask)])
+        soft = routing_statistics(model, [(ids, mask)], mode="soft")
+    finally:
+        for r, (fwd, k) in zip(rs, saved, strict=True):
+            r.top_k = k
+            r.__dict__.pop("forward", None)
+            if fwd is not None:
+                r.forward = fwd
+        for r in inner:
+            r.__dict__.pop("forward", None)
+            r.top_k = saved[0][1]
+    counts = torch.zeros(freq.shape[0])
+    for table in picks + [picks[0]] * (n_layers - 2):
+        for e in table[:3]:
+            counts[e] += 1
+    torch.testing.assert_close(freq, counts / counts.sum())
+    if n_layers == 2:
+        torch.testing.assert_close(freq[:4], torch.tensor([1 / 2, 1 / 3, 1 / 6, 0.0]))
+    assert freq[3] == 0.0 and soft[3] > 0.0  # the soft variant spreads mass to every expert
+    with pytest.raises(ValueError, match="relevance"):
+        routing_statistics(model, [(ids, mask)], mode="mean")

@@ -37,15 +37,17 @@ def test_assignment_is_non_overlapping_respects_threshold_and_covers_max(p, tau,
     assert set(a) == set(range(p.shape[0]))
     owned = [e for ids in a.values() for e in ids]
     assert len(owned) == len(set(owned)), "an expert was assigned twice"
+    # eq. 34: every expert is assigned
+    assert sorted(owned) == list(range(p.shape[1]))
     for k, ids in a.items():
         for e in ids:
-            assert p[k, e] >= tau, f"expert {e} below threshold for cluster {k}"
+            if (p[:, e] >= tau).any():
+                assert p[k, e] >= tau, f"expert {e} below threshold for cluster {k}"
+            else:  # nobody reaches τ: the cluster that routes to it most, among the empty ones
+                others = [j for j in range(p.shape[0]) if j != k]
+                assert all(p[k, e] >= p[j, e] or a[j] for j in others)
     covered = sum(1 for ids in a.values() if ids)
-    assert covered == _max_coverage(p >= tau)
-    # every expert with some eligible cluster is assigned
-    for e in range(p.shape[1]):
-        if (p[:, e] >= tau).any():
-            assert e in owned
+    assert covered >= _max_coverage(p >= tau)
 
 
 def test_truncation_and_probability_match_eq_32_33():
@@ -61,6 +63,15 @@ def test_assignment_is_deterministic_for_a_seed():
     a1 = assign_experts(p, 0.05, np.random.default_rng(9))
     a2 = assign_experts(p, 0.05, np.random.default_rng(9))
     assert a1 == a2
+
+
+def test_an_expert_below_the_threshold_everywhere_is_still_assigned():
+    # expert 2 is routed to by nobody above τ = 0.2: it goes to the cluster routing to it
+    # most (cluster 1: 0.15 > 0.05), not left untrained
+    p = np.array([[0.85, 0.10, 0.05], [0.05, 0.80, 0.15]])
+    for s in range(20):
+        a = assign_experts(p, 0.2, np.random.default_rng(s))
+        assert a == {0: [0], 1: [1, 2]}
 
 
 def test_assignment_follows_the_probabilities():

@@ -79,8 +79,13 @@ def test_overrides() -> None:
             'link.modcod="8psk-2/3"',
             "cluster.madrid.devices=5",
             "orbit.altitude_km=550",
+            'algorithm.relevance="frequency"',
+            "algorithm.tau_relative=0.5",
         ]
     )
+    fl = t.fl_config()
+    assert fl.relevance == "frequency" and fl.threshold(4) == 0.125 and fl.tau is None
+    assert s.fl_config().relevance == "soft" and s.fl_config().threshold(4) == pytest.approx(0.1)
     assert t.link.params.rician_k_db == 3.0 and t.schedule.slot_s == 60.0
     assert t.model.device == "cuda" and t.link.modcod == "8psk-2/3"
     assert t.cluster("madrid").devices == 5 and t.orbit.altitude_km == 550.0
@@ -97,6 +102,8 @@ def test_overrides() -> None:
         ("schedule.slot_s=0", "schedule.slot_s"),
         ("cluster.nobody.devices=1", "cluster.nobody.devices"),
         ("algorithm.no_such=1", "algorithm.no_such"),
+        ('algorithm.relevance="mean"', "algorithm.relevance"),
+        ("algorithm.tau_relative=0", "algorithm.tau_relative"),
         ("link", "'link'"),
     ],
 )

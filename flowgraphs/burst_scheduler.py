@@ -313,11 +313,18 @@ class BurstScheduler(BurstStage):
         W = :data:`FEEDBACK_WINDOW_S`. The report is the large-scale SNR at t_m (shadowing and
         rain realised) plus the mean fading power over the window,
         :math:`10\\log_{10}\\overline{|h|^2}` — what a pilot-based estimator measures, taken
-        as exact. Everything is a function of emulated time only.
+        as exact. Until a report exists — t_m before the link rose above the elevation gate,
+        e.g. the first ≈ 15 ms after AOS — the terminal uses the open-loop prediction
+        (``predict``). Everything is a function of emulated time only.
         """
         st = self._state(t)
         t_m = max(0.0, t - 2.0 * st.prop_delay_s - self.policy.feedback_delay_s)
-        esn0 = self._state(t_m).snr_db + self.esn0_offset_db
+        st_m = self._state(t_m)
+        el_min = getattr(getattr(self.geometry, "params", None), "min_elevation_deg", None)
+        if el_min is not None and st_m.elevation_deg < float(el_min):
+            # nothing was received at t_m (below the gate): no report yet, open loop
+            return st.predicted_snr_db + self.esn0_offset_db
+        esn0 = st_m.snr_db + self.esn0_offset_db
         if self.fading is not None:
             tw = np.linspace(max(0.0, t_m - FEEDBACK_WINDOW_S), t_m, 8)
             power = float(np.mean(np.abs(self.fading.gains(tw)) ** 2))

@@ -245,6 +245,34 @@ def test_feedback_reports_the_fading_one_round_trip_late():
     assert s._choose(3.0)[1] == pytest.approx(7.0)
 
 
+def test_feedback_report_is_one_round_trip_plus_delta_old():
+    # τ = 0.25 s one way, δ = 0.01 s: the 2-dB dip at t = 5 s reaches the report at
+    # t = 5 + 2τ + δ = 5.51 s, not before (no fading: the report is the large-scale SNR)
+    def report(t):
+        s = BurstScheduler(
+            "t", _ShadowedLink(snr_db=10.0, prop_delay_s=0.25), CFG, CFG.symbol_rate_hz,
+            AcmPolicy("acm", 1.0, "feedback", feedback_delay_s=0.01),
+        )  # fmt: skip
+        return s._choose(t)[1]
+
+    assert report(5.505) == pytest.approx(10.0)
+    assert report(5.515) == pytest.approx(2.0)
+
+
+def test_feedback_falls_back_to_the_prediction_before_the_first_report():
+    # a slot opens at t = 100 s: frames in its first 2τ + δ have no report (nothing was
+    # received below the gate), so ACM uses the open-loop prediction, not the out-of-window SNR
+    import channel
+
+    p = channel.LinkParams(shadowing_sigma_db=0.0, rain_probability=0.0)
+    geo = channel.ScheduledLinkGeometry([(100.0, 200.0)], p, elevation_deg=60.0)
+    s = BurstScheduler("t", geo, CFG, CFG.symbol_rate_hz, AcmPolicy("acm", 1.0, "feedback"))
+    inside = float(geo.state(150.0).snr_db)
+    assert float(geo.state(99.0).snr_db) < inside - 1.0  # outside the slot: a worse SNR
+    assert s._choose(100.001)[1] == pytest.approx(float(geo.predicted_snr_db(100.001)))
+    assert s._choose(150.0)[1] == pytest.approx(inside)
+
+
 def test_acm_follows_the_predicted_esn0():
     low, high = _scheduler(-1.0), _scheduler(12.0)
     assert low._choose(0.0)[0].name == "qpsk-1/4"

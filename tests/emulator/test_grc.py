@@ -185,6 +185,7 @@ def test_block_yml_ports_and_parameters():
     assert float(link["doppler_spread"]) == lc.fading_max_doppler_hz
     assert link["modcod"] == lc.modcod and link["prediction"] == lc.acm_prediction
     assert float(link["margin_db"]) == lc.acm_margin_db
+    assert float(link["feedback_delay"]) == lc.acm_feedback_delay_s
     assert link["doppler_precomp"] == lc.doppler_precomp
     assert float(link["residual_hz"]) == lc.residual_hz
     assert int(link["max_iterations"]) == lc.max_iterations

@@ -38,7 +38,7 @@ from channel import (
 from channel.link_budget import LinkBudgetError
 from flowgraphs.config import LinkConfig
 from testbed.errors import ConfigError
-from testbed.fl.config import ALGORITHMS, MAX_THREADS, RELEVANCE_MODES, FLConfig
+from testbed.fl.config import ALGORITHMS, LOSSES, MAX_THREADS, RELEVANCE_MODES, FLConfig
 
 __all__ = [
     "AlgorithmSpec",
@@ -1111,6 +1111,8 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
             raise v.err(key, unknown_key_hint(k, allowed))
         if k == "relevance":
             fl[k] = v.choice(key, x, RELEVANCE_MODES)
+        elif k == "loss":
+            fl[k] = v.choice(key, x, LOSSES)
         elif isinstance(getattr(_FL, k), int):
             lo = 0 if k == "masked_cycles" else 1
             fl[k] = v.int(key, x, lo)

@@ -12,7 +12,7 @@ import sys
 
 from testbed.commands.link import png_path
 from testbed.errors import UserError
-from testbed.fl.config import ALGORITHMS, MAX_THREADS, RELEVANCE_MODES, FLConfig
+from testbed.fl.config import ALGORITHMS, LOSSES, MAX_THREADS, RELEVANCE_MODES, FLConfig
 
 __all__ = ["register", "run"]
 
@@ -58,6 +58,13 @@ def register(sub) -> None:
         default=_D.relevance,
         help="eq. 29: mean router probability (default) or how often the router selects an "
         "expert (the paper's definition)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=_D.loss,
+        help="local training loss: cross-entropy over the options' length-normalised "
+        "log-likelihoods (the paper, default) or LM loss on the gold answer",
     )
     p.add_argument(
         "--tau-relative",
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         major_fraction=args.major_fraction,
         relevance=args.relevance,
+        loss=args.loss,
         tau_relative=args.tau_relative,
     )
     from testbed.progress import Display, eta_s, fmt_duration

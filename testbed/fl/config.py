@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALGORITHMS", "MAX_THREADS", "RELEVANCE_MODES", "FLConfig"]
+__all__ = ["ALGORITHMS", "LOSSES", "MAX_THREADS", "RELEVANCE_MODES", "FLConfig"]
 
 #: CLI names of the implemented algorithms.
 ALGORITHMS = ("emsfl", "emsfl-enhanced", "baseline")
 
 #: Eq. 29 variants: how often the router selects an expert (the paper), or its mean probability.
 RELEVANCE_MODES = ("frequency", "soft")
+
+#: Local training losses: CE over the options' scores (the paper) or LM loss on the answer.
+LOSSES = ("options", "lm")
 
 #: Largest accepted torch thread count (``testbed learn --threads``, ``model.threads``).
 MAX_THREADS = 256
@@ -31,6 +34,9 @@ class FLConfig:
         Shard sizes [questions].
     local_steps, batch_size, lr
         One local round = ``local_steps`` Adam steps of ``batch_size`` at learning rate ``lr``.
+    loss
+        Local training loss: ``"options"`` — cross-entropy over the options' length-normalised
+        log-likelihoods (the paper's Exp. 1); ``"lm"`` — causal-LM loss on the gold answer.
     lora_rank, lora_alpha
         LoRA rank :math:`r` and scaling numerator.
     tau
@@ -71,6 +77,7 @@ class FLConfig:
     local_steps: int = 4
     batch_size: int = 16
     lr: float = 5e-3
+    loss: str = "options"
     lora_rank: int = 4
     lora_alpha: float = 8.0
     tau: float | None = None

@@ -251,6 +251,7 @@ def _build_default(seed: int, spec: DefaultModelSpec, target: Path) -> None:
                 spec.lr,
                 rng,
                 answer_only=False,
+                loss="lm",
             )
             log.info("dense expert %s: final mean loss %.3f", DOMAINS[d], loss)
             dense.append(m)
@@ -274,6 +275,7 @@ def _build_default(seed: int, spec: DefaultModelSpec, target: Path) -> None:
             spec.router_lr,
             rng,
             answer_only=False,
+            loss="lm",
         )
         log.info("router pre-training: final mean loss %.3f", loss)
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")

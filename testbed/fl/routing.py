@@ -91,7 +91,7 @@ def set_router_mask(model: nn.Module, allowed: Sequence[int] | None) -> None:
 def routing_statistics(
     model: nn.Module,
     batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    mode: str = "frequency",
+    mode: str = "soft",
 ) -> torch.Tensor:
     """Expert relevance probability of a cluster's trial set (eq. 29), in eval mode.
 

@@ -252,6 +252,13 @@ class Strategy(ABC):
         """Algo 1: relevance of every cluster, truncation (eq. 32), assignment (eq. 33–34)."""
         P = np.stack([self.relevance(k) for k in range(len(self.clusters))])
         tau = self.config.threshold(P.shape[1])
+        if tau > float(P.max()):
+            log.warning(
+                "relevance threshold τ = %.3g is above every relevance (max %.3g): every "
+                "expert goes to the cluster that routes to it most",
+                tau,
+                float(P.max()),
+            )
         self.assignment = assign_experts(P, tau, self._assign_rng)
         self._sliced.clear()
         log.info("expert assignment: %s (relevance %s)", self.assignment, np.round(P, 3).tolist())
@@ -293,7 +300,9 @@ class Strategy(ABC):
             m = self._sliced_model(tuple(ids))
             set_lora_state(m, state, ids)
             params = set_trainable(m, experts=True, gate=False)
-            loss = train_steps(m, self.tok, data, params, c.local_steps, c.batch_size, c.lr, rng)
+            loss = train_steps(
+                m, self.tok, data, params, c.local_steps, c.batch_size, c.lr, rng, loss=c.loss
+            )
             state.update(get_lora_state(m, ids, gate=False))
         else:
             m = self.model
@@ -307,7 +316,16 @@ class Strategy(ABC):
             params = set_trainable(m, experts=train_experts, gate=gate)
             hook = None if full else (lambda: mask_frozen_expert_grads(m, ids))
             loss = train_steps(
-                m, self.tok, data, params, c.local_steps, c.batch_size, c.lr, rng, before_step=hook
+                m,
+                self.tok,
+                data,
+                params,
+                c.local_steps,
+                c.batch_size,
+                c.lr,
+                rng,
+                before_step=hook,
+                loss=c.loss,
             )
             state.update(get_lora_state(m, experts=None if full else ids, gate=gate))
         self.device_model_bytes = max(self.device_model_bytes, _model_bytes(m, params))

@@ -1,4 +1,5 @@
-"""Local training (causal-LM loss on the answer) and multiple-choice scoring (paper V-B)."""
+"""Local training (cross-entropy over the options, or LM loss) and multiple-choice scoring
+(paper V-B)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from testbed.fl.config import LOSSES
 from testbed.fl.data import MCQExample
 from testbed.fl.tokenizer import TextTokenizer
 
-__all__ = ["batch_for_lm", "default_device", "mcq_accuracy", "train_steps", "trial_batches"]
+__all__ = [
+    "LOSSES",
+    "batch_for_lm",
+    "default_device",
+    "mcq_accuracy",
+    "option_scores",
+    "options_loss",
+    "train_steps",
+    "trial_batches",
+]
 
 
 def default_device() -> torch.device:
@@ -71,12 +82,18 @@ def train_steps(
     rng: np.random.Generator,
     answer_only: bool = True,
     before_step: Callable[[], None] | None = None,
+    loss: str = "options",
 ) -> float:
     """``steps`` Adam steps on mini-batches sampled from ``examples``; returns the mean loss.
 
-    A fresh Adam is created per call (a local round), so parameters whose gradient is zeroed
-    by ``before_step`` stay bit-identical.
+    ``loss``: ``"options"`` — cross-entropy over the options' length-normalised
+    log-likelihoods (:func:`options_loss`, the paper's Exp. 1); ``"lm"`` — causal-LM loss on
+    the gold answer (on the question too with ``answer_only=False``). A fresh Adam is created
+    per call (a local round), so parameters whose gradient is zeroed by ``before_step`` stay
+    bit-identical.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if not params or steps <= 0 or not examples:
         return float("nan")
     device = params[0].device
@@ -85,49 +102,83 @@ def train_steps(
     losses = []
     for _ in range(steps):
         idx = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
-        batch = {
-            k: v.to(device)
-            for k, v in batch_for_lm(tok, [examples[int(i)] for i in idx], answer_only).items()
-        }
-        out = model(**batch)
+        chosen = [examples[int(i)] for i in idx]
+        if loss == "options":
+            value = options_loss(model, tok, chosen)
+        else:
+            batch = {k: v.to(device) for k, v in batch_for_lm(tok, chosen, answer_only).items()}
+            value = model(**batch).loss
         opt.zero_grad(set_to_none=False)
-        out.loss.backward()
+        value.backward()
         if before_step is not None:
             before_step()
         opt.step()
-        losses.append(float(out.loss.detach()))
+        losses.append(float(value.detach()))
     return float(np.mean(losses))
+
+
+def option_scores(
+    model: nn.Module, tok: TextTokenizer, examples: Sequence[MCQExample], batch_size: int = 256
+) -> torch.Tensor:
+    """Length-normalised log-likelihood of every option given its question (paper V-B).
+
+    .. math::
+
+        s_{i,j} = \\frac{1}{|o_{ij}|} \\sum_{t=1}^{|o_{ij}|} \\log p(o_{ij,t} \\mid q_i, o_{ij,<t})
+
+    Returns ``(len(examples), max options)`` float32 on the model's device, ``-inf`` where an
+    example has fewer options; differentiable unless called under ``torch.no_grad``.
+    """
+    device = next(model.parameters()).device
+    rows: list[tuple[int, int, list[int], int]] = []  # (example, option, seq, answer start)
+    for i, ex in enumerate(examples):
+        q = [tok.bos_token_id, *tok.encode(ex.question)]
+        for j, o in enumerate(ex.options):
+            rows.append((i, j, q + tok.encode(o), len(q)))
+    n_opt = max(len(e.options) for e in examples)
+    flat = []
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s : s + batch_size]
+        ids, mask = _pad([r[2] for r in chunk], tok.pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        tgt_lp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+        pos = torch.arange(tgt_lp.shape[1], device=device)
+        start = torch.tensor([r[3] - 1 for r in chunk], device=device)
+        end = torch.tensor([len(r[2]) - 1 for r in chunk], device=device)
+        sel = ((pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])).float()
+        flat.append((tgt_lp * sel).sum(1) / sel.sum(1).clamp_min(1.0))
+    values = torch.cat(flat)
+    index = torch.tensor([r[0] * n_opt + r[1] for r in rows], device=device)
+    scores = torch.full((len(examples) * n_opt,), float("-inf"), device=device)
+    scores = scores.index_put((index,), values)
+    return scores.reshape(len(examples), n_opt)
+
+
+def options_loss(
+    model: nn.Module, tok: TextTokenizer, examples: Sequence[MCQExample]
+) -> torch.Tensor:
+    """Cross-entropy over the options' scores against the gold answer (paper V-B).
+
+    .. math:: \\mathcal{L} = -\\frac{1}{N} \\sum_i \\log
+              \\frac{e^{s_{i,a_i}}}{\\sum_j e^{s_{i,j}}}
+
+    with :math:`s_{i,j}` from :func:`option_scores`.
+    """
+    scores = option_scores(model, tok, examples)
+    truth = torch.tensor([e.answer for e in examples], device=scores.device)
+    return torch.nn.functional.cross_entropy(scores, truth)
 
 
 @torch.no_grad()
 def mcq_accuracy(
     model: nn.Module, tok: TextTokenizer, examples: Sequence[MCQExample], batch_size: int = 256
 ) -> float:
-    """Fraction answered correctly by length-normalised option log-likelihood (paper V-B).
-
-    .. math::
-
-        \\hat a = \\arg\\max_j \\frac{1}{|o_j|}
-                 \\sum_{t=1}^{|o_j|} \\log p(o_{j,t} \\mid q, o_{j,<t})
-    """
+    """Fraction answered correctly: the option with the largest :func:`option_scores`."""
     if not examples:
         return float("nan")
-    device = next(model.parameters()).device
     model.eval()
-    rows: list[tuple[int, int, list[int], int]] = []  # (example, option, seq, answer start)
-    for i, ex in enumerate(examples):
-        q = [tok.bos_token_id, *tok.encode(ex.question)]
-        for j, o in enumerate(ex.options):
-            rows.append((i, j, q + tok.encode(o), len(q)))
-    scores = torch.full((len(examples), max(len(e.options) for e in examples)), float("-inf"))
-    for s in range(0, len(rows), batch_size):
-        chunk = rows[s : s + batch_size]
-        ids, mask = _pad([r[2] for r in chunk], tok.pad_token_id)
-        ids, mask = ids.to(device), mask.to(device)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-        tgt_lp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0].cpu()
-        for b, (i, j, seq, start) in enumerate(chunk):
-            scores[i, j] = tgt_lp[b, start - 1 : len(seq) - 1].mean()
+    scores = option_scores(model, tok, examples, batch_size).cpu()
     pred = scores.argmax(dim=1)
     truth = torch.tensor([e.answer for e in examples])
     return float((pred == truth).float().mean())

@@ -137,7 +137,8 @@ def test_eq29_counts_top_k_selections_on_a_hand_made_routing_table(fresh_model):
     model, _ = fresh_model
     rs = routers(model)[:2]
     picks = [[0, 0, 1, 3], [2, 0, 1, 3]]
-    saved = [(r.__dict__.get("forward"), r.top_k) for r in rs]
+    inner = [r for r in routers(model) if r not in rs]
+    saved = [(r.__dict__.get("forward"), r.top_k) for r in rs + inner]
 
     def fixed(table):
         def forward(self, hidden):
@@ -154,22 +155,18 @@ def test_eq29_counts_top_k_selections_on_a_hand_made_routing_table(fresh_model):
         for r, table in zip(rs, picks, strict=True):
             r.top_k = 1
             r.forward = types.MethodType(fixed(table), r)
-        inner = [r for r in routers(model) if r not in rs]
         for r in inner:  # other layers, if any: the same table as layer A
             r.top_k = 1
             r.forward = types.MethodType(fixed(picks[0]), r)
         n_layers = len(routers(model))
-        freq = routing_statistics(model, [(ids, mask)])
+        freq = routing_statistics(model, [(ids, mask)], mode="frequency")
         soft = routing_statistics(model, [(ids, mask)], mode="soft")
     finally:
-        for r, (fwd, k) in zip(rs, saved, strict=True):
+        for r, (fwd, k) in zip(rs + inner, saved, strict=True):
             r.top_k = k
             r.__dict__.pop("forward", None)
             if fwd is not None:
                 r.forward = fwd
-        for r in inner:
-            r.__dict__.pop("forward", None)
-            r.top_k = saved[0][1]
     counts = torch.zeros(freq.shape[0])
     for table in picks + [picks[0]] * (n_layers - 2):
         for e in table[:3]:

@@ -69,4 +69,5 @@ def build_strategy(
         model, tok = build_default_model(cfg.seed, cache, device=dev)
     ids = [c.id for c in scn.clusters]
     clusters, global_test = cluster_data(cfg, ids, tok, scn.data.path, scn.data.kind)
-    return make_strategy(scn.algorithm.name, model, tok, clusters, cfg), global_test
+    strategy = make_strategy(scn.algorithm.name, model, tok, clusters, cfg, scn.algorithm.cycles)
+    return strategy, global_test

@@ -1113,9 +1113,12 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
             fl[k] = v.choice(key, x, RELEVANCE_MODES)
         elif k == "loss":
             fl[k] = v.choice(key, x, LOSSES)
+        elif k == "masked_cycles":
+            fl[k] = v.int(key, x, 0)
+        elif k == "masked_share":
+            fl[k] = v.num(key, x, 0.0, 1.0)
         elif isinstance(getattr(_FL, k), int):
-            lo = 0 if k == "masked_cycles" else 1
-            fl[k] = v.int(key, x, lo)
+            fl[k] = v.int(key, x, 1)
         elif k in ("tau", "major_fraction"):
             fl[k] = v.num(key, x, 0.0, 1.0)
         else:

@@ -67,6 +67,13 @@ def register(sub) -> None:
         "log-likelihoods (the paper, default) or LM loss on the gold answer",
     )
     p.add_argument(
+        "--masked-share",
+        type=float,
+        default=_D.masked_share,
+        help="enhanced EMS-FL: share of the cycles with the masked gate before gate tuning, "
+        f"0..1 (default {_D.masked_share})",
+    )
+    p.add_argument(
         "--tau-relative",
         type=float,
         default=_D.tau_relative,
@@ -104,6 +111,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
     if not (math.isfinite(args.tau_relative) and args.tau_relative > 0.0):
         raise UserError(f"--tau-relative must be a number > 0, got {args.tau_relative}")
+    if not 0.0 <= args.masked_share <= 1.0:
+        raise UserError(f"--masked-share must be in [0, 1], got {args.masked_share}")
     if not 0.0 <= args.major_fraction <= 1.0:
         raise UserError(f"--major-fraction must be in [0, 1], got {args.major_fraction}")
     from pathlib import Path
@@ -171,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         major_fraction=args.major_fraction,
         relevance=args.relevance,
         loss=args.loss,
+        masked_share=args.masked_share,
         tau_relative=args.tau_relative,
     )
     from testbed.progress import Display, eta_s, fmt_duration

@@ -54,8 +54,14 @@ class FLConfig:
         docs/learning.md).
     split_period
         Algo 1 is re-run every ``split_period`` cycles.
+    masked_share
+        Enhanced EMS-FL: share of the run's cycles spent in masked-gate expert training
+        before the gate is tuned by standard EMS-FL rounds (the paper: masked "after the
+        experts are well-trained through sufficient orbital rounds, the gate can be tuned …
+        for a few rounds"): :math:`n_m = \\min(N - 1, \\max(1, \\mathrm{round}(s N)))` of
+        :math:`N` cycles (3 → 2, 5 → 4, 8 → 6, 30 → 24).
     masked_cycles
-        Enhanced EMS-FL: cycles of masked-gate expert training before gate tuning.
+        An explicit count of masked cycles instead of ``masked_share`` (``None``: the share).
     target_accuracy
         Global held-out accuracy that defines ``cycles_to_target``.
     major_fraction
@@ -84,11 +90,22 @@ class FLConfig:
     tau_relative: float = 0.4
     relevance: str = "soft"
     split_period: int = 2
-    masked_cycles: int = 2
+    masked_share: float = 0.8
+    masked_cycles: int | None = None
     target_accuracy: float = 0.8
     major_fraction: float = 0.85
     seed: int = 0
     threads: int = 1
+
+    def masked_cycle_count(self, total_cycles: int | None) -> int:
+        """Cycles of masked-gate training in a run of ``total_cycles`` (``None``: unknown,
+        then 2, the count before the share existed)."""
+        if self.masked_cycles is not None:
+            return int(self.masked_cycles)
+        if total_cycles is None:
+            return 2
+        n = int(total_cycles)
+        return min(max(n - 1, 0), max(1, round(self.masked_share * n)))
 
     def threshold(self, num_experts: int) -> float:
         """The truncation threshold τ of eq. 32 for ``num_experts`` experts per layer."""

@@ -11,7 +11,8 @@ __all__ = ["EnhancedEMSFL"]
 class EnhancedEMSFL(EMSFL):
     """Enhanced EMS-FL.
 
-    For the first ``config.masked_cycles`` cycles every cluster holds only its assigned experts
+    For the first ``config.masked_share`` of the run's cycles (or ``config.masked_cycles``)
+    every cluster holds only its assigned experts
     :math:`\\mathcal{E}_k` (expert stacks and router rows sliced, local slot :math:`i` ↔ global
     expert :math:`\\mathcal{E}_k[i]`), which is the masked gate
 
@@ -25,8 +26,9 @@ class EnhancedEMSFL(EMSFL):
     name = "emsfl-enhanced"
 
     def masked(self, cycle: int) -> bool:
-        """Whether ``cycle`` is in the masked expert-training stage."""
-        return cycle <= self.config.masked_cycles
+        """Whether ``cycle`` is in the masked expert-training stage (the first
+        :meth:`~testbed.fl.config.FLConfig.masked_cycle_count` cycles of the run)."""
+        return cycle <= self.config.masked_cycle_count(self.total_cycles)
 
     def connected_plan(self, cluster: int, cycle: int) -> list[Step]:
         if not self.masked(cycle):

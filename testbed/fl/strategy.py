@@ -133,6 +133,8 @@ class Strategy(ABC):
             k: list(range(self.num_experts)) for k in range(len(self.clusters))
         }
         self._sliced: dict[tuple[int, ...], nn.Module] = {}
+        #: Cycles of the run, where known (the enhanced variant's masked share needs it).
+        self.total_cycles: int | None = None
         self.device_model_bytes = 0
 
     # ----------------------------------------------------------------- schedule

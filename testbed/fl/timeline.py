@@ -88,8 +88,12 @@ class RunResult:
         }
 
 
-def make_strategy(algorithm: str, model, tokenizer, clusters, config: FLConfig) -> Strategy:
-    """Strategy object for a CLI algorithm name (``emsfl``, ``emsfl-enhanced``, ``baseline``)."""
+def make_strategy(
+    algorithm: str, model, tokenizer, clusters, config: FLConfig, cycles: int | None = None
+) -> Strategy:
+    """Strategy object for a CLI algorithm name (``emsfl``, ``emsfl-enhanced``, ``baseline``)
+    for a run of ``cycles`` orbital cycles (``None``: not known yet; :func:`run_timeline`
+    sets it)."""
     from testbed.fl.emsfl import EMSFL
     from testbed.fl.emsfl_enhanced import EnhancedEMSFL
     from testbed.fl.fedavg import SyncFedAvg
@@ -97,7 +101,9 @@ def make_strategy(algorithm: str, model, tokenizer, clusters, config: FLConfig) 
     classes = {"emsfl": EMSFL, "emsfl-enhanced": EnhancedEMSFL, "baseline": SyncFedAvg}
     if algorithm not in classes:
         raise ValueError(f"unknown algorithm {algorithm!r}")
-    return classes[algorithm](model, tokenizer, clusters, config)
+    strategy = classes[algorithm](model, tokenizer, clusters, config)
+    strategy.total_cycles = cycles
+    return strategy
 
 
 def _ideal(payloads: list[Payload]) -> list[Payload]:
@@ -123,6 +129,8 @@ def run_timeline(
         Called as ``on_progress(cycle, slot, K, accuracy)`` after every slot (``accuracy``
         is the last cycle's global accuracy, or the initial one) — for a live display.
     """
+    if strategy.total_cycles is None:
+        strategy.total_cycles = cycles
     K = len(strategy.clusters)
     dev = strategy.device
     result = RunResult(strategy.name, target_accuracy, strategy.evaluate(global_test), [])
@@ -233,7 +241,7 @@ def run_learning(
         model, tok = build_default_model(config.seed, cache)
     ids = [f"c{k}" for k in range(config.clusters)]
     clusters, global_test = cluster_data(config, ids, tok, data_path or None, data_kind)
-    strategy = make_strategy(algorithm, model, tok, clusters, config)
+    strategy = make_strategy(algorithm, model, tok, clusters, config, cycles)
     return run_timeline(
         strategy, cycles, global_test, config.target_accuracy, on_progress=on_progress
     )

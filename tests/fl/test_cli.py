@@ -36,6 +36,8 @@ def test_bad_arguments_are_one_line_user_errors(capsys):
     assert main(["learn", "--model", "/nonexistent/model", "--cycles", "1"]) == 2
     assert main(["learn", "--tau-relative", "-0.5", "--cycles", "1"]) == 2
     assert "--tau-relative" in capsys.readouterr().err
+    assert main(["learn", "--masked-share", "1.5", "--cycles", "1"]) == 2
+    assert "--masked-share" in capsys.readouterr().err
 
 
 @pytest.mark.integration

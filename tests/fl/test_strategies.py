@@ -106,3 +106,19 @@ def test_enhanced_masked_stage_holds_only_assigned_experts(fresh_model, small_co
             assert p.shape[0] == len(ids)
     # gate stage after masked_cycles
     assert Step("upload", "gate") in strategy.connected_plan(0, small_config.masked_cycles + 1)
+
+
+def test_enhanced_masks_the_configured_share_of_the_run(fresh_model):
+    from testbed.fl.config import FLConfig
+
+    c = FLConfig()
+    assert [c.masked_cycle_count(n) for n in (1, 2, 3, 5, 8, 30)] == [0, 1, 2, 4, 6, 24]
+    assert FLConfig(masked_cycles=3).masked_cycle_count(30) == 3
+    assert FLConfig(masked_share=0.5).masked_cycle_count(10) == 5
+    model, tok = fresh_model
+    clusters, _ = federated_split(3, 2, 16, 8, 0)
+    strategy = make_strategy("emsfl-enhanced", model, tok, clusters, c, cycles=5)
+    plans = [strategy.connected_plan(0, cycle) for cycle in range(1, 6)]
+    masked = [Step("train", "experts-masked") in p for p in plans]
+    assert masked == [True, True, True, True, False]  # 80 % masked, then gate tuning
+    assert Step("upload", "gate") in plans[-1]

@@ -93,6 +93,19 @@ def register(sub) -> None:
         help=f"torch intra-op threads, 1..{MAX_THREADS} (default {_D.threads}); see "
         "docs/learning.md, Determinism",
     )
+    p.add_argument(
+        "--idle-slots",
+        type=int,
+        default=0,
+        help="slots per cycle with no cluster connected (paper Remark 4; default 0): EMS-FL "
+        "clusters keep training, the baseline waits",
+    )
+    p.add_argument(
+        "--slot-s",
+        type=float,
+        default=120.0,
+        help="slot length of the ideal timeline, for emulated_s [s] (default 120)",
+    )
     p.add_argument("--json", action="store_true", help="write the result as JSON to stdout")
     p.add_argument(
         "--plot", metavar="FILE.png", type=png_path, help="plot accuracy per cycle to FILE.png"
@@ -111,6 +124,10 @@ def _validate(args: argparse.Namespace) -> None:
         raise UserError(f"--threads must be in 1..{MAX_THREADS}, got {args.threads}")
     if not (math.isfinite(args.tau_relative) and args.tau_relative > 0.0):
         raise UserError(f"--tau-relative must be a number > 0, got {args.tau_relative}")
+    if args.idle_slots < 0:
+        raise UserError(f"--idle-slots must be >= 0, got {args.idle_slots}")
+    if not (math.isfinite(args.slot_s) and args.slot_s > 0):
+        raise UserError(f"--slot-s must be a number > 0, got {args.slot_s}")
     if not 0.0 <= args.masked_share <= 1.0:
         raise UserError(f"--masked-share must be in [0, 1], got {args.masked_share}")
     if not 0.0 <= args.major_fraction <= 1.0:
@@ -206,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
             data_path=args.data,
             data_kind=args.data_kind,
             on_progress=show,
+            idle_slots=args.idle_slots,
+            slot_s=args.slot_s,
         )
     if args.plot:
         _plot(result, args.plot)

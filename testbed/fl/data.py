@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -42,6 +42,7 @@ __all__ = [
     "cluster_data",
     "domain_examples",
     "federated_split",
+    "heterogeneity_xi",
     "load_mcqa_jsonl",
     "load_sentence_pairs",
 ]
@@ -104,6 +105,38 @@ class ClusterData:
     devices: list[list[MCQExample]]
     test: list[MCQExample]
     trial: list[MCQExample] = field(default_factory=list)
+
+
+def heterogeneity_xi(clusters: Sequence[ClusterData]) -> float | None:
+    """Measured data heterogeneity ξ of a split: the mean over clusters of the ratio of a
+    cluster's share of its major domain to that domain's share of all training data.
+
+    .. math::
+
+        \\xi = \\frac{1}{K} \\sum_k \\frac{n_{k,d_k} / n_k}{\\sum_j n_{j,d_k} / \\sum_j n_j},
+        \\qquad d_k = \\arg\\max_d n_{k,d}
+
+    (:math:`n_{k,d}`: training questions of cluster :math:`k` from domain :math:`d`). ξ = 1
+    for identical mixtures; one domain per cluster and K = D clusters give ξ = K — the
+    extremes of the paper's Theorems 1–2. ``None`` when the examples carry no domain (-1).
+    """
+    counts: list[dict[int, int]] = []
+    for c in clusters:
+        n: dict[int, int] = {}
+        for dev in c.devices:
+            for ex in dev:
+                n[ex.domain] = n.get(ex.domain, 0) + 1
+        counts.append(n)
+    if not counts or any(-1 in n or not n for n in counts):
+        return None
+    total = sum(sum(n.values()) for n in counts)
+    ratios = []
+    for n in counts:
+        major = max(n, key=lambda d: (n[d], -d))
+        local = n[major] / sum(n.values())
+        glob = sum(m.get(major, 0) for m in counts) / total
+        ratios.append(local / glob)
+    return float(np.mean(ratios))
 
 
 def _domain_tables(seed: int) -> tuple[dict[str, str], dict[str, str]]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from testbed.fl.config import FLConfig
-from testbed.fl.data import MCQExample, cluster_data
+from testbed.fl.data import MCQExample, cluster_data, heterogeneity_xi
 from testbed.fl.payload import Payload
 from testbed.fl.strategy import Strategy, peak_memory_bytes
 
@@ -48,6 +48,10 @@ class CycleMetrics:
         Adam moments of the trainable ones [bytes].
     wall_s
         Wall time per phase [s]: ``connected``, ``disconnected``, ``eval``.
+    emulated_s
+        Time on the ideal timeline at the end of the cycle [s]:
+        :math:`c\\,(K + I)\\,T_{slot}` for cycle :math:`c`, :math:`K` clusters, :math:`I` idle
+        slots per cycle and slot length :math:`T_{slot}`.
     """
 
     cycle: int
@@ -58,6 +62,7 @@ class CycleMetrics:
     peak_memory_bytes: int
     device_model_bytes: int
     wall_s: dict[str, float] = field(default_factory=dict)
+    emulated_s: float = 0.0
 
 
 @dataclass
@@ -68,6 +73,19 @@ class RunResult:
     target_accuracy: float
     initial_accuracy: float
     cycles: list[CycleMetrics]
+    idle_slots: int = 0
+    slot_s: float = 0.0
+    eval_examples: int = 0
+    major_fraction: float | None = None
+    xi: float | None = None
+
+    @property
+    def emulated_s_to_target(self) -> float | None:
+        """Ideal-timeline time at the end of the first cycle reaching the target [s]."""
+        for c in self.cycles:
+            if c.accuracy_global >= self.target_accuracy:
+                return c.emulated_s
+        return None
 
     @property
     def cycles_to_target(self) -> int | None:
@@ -84,6 +102,12 @@ class RunResult:
             "target_accuracy": self.target_accuracy,
             "initial_accuracy": self.initial_accuracy,
             "cycles_to_target": self.cycles_to_target,
+            "emulated_s_to_target": self.emulated_s_to_target,
+            "idle_slots": self.idle_slots,
+            "slot_s": self.slot_s,
+            "eval_examples": self.eval_examples,
+            "major_fraction": self.major_fraction,
+            "xi": self.xi,
             "cycles": [asdict(c) for c in self.cycles],
         }
 
@@ -117,11 +141,22 @@ def run_timeline(
     target_accuracy: float,
     deliver: Deliver = _ideal,
     on_progress: Any = None,
+    idle_slots: int = 0,
+    slot_s: float = 120.0,
 ) -> RunResult:
     """Run ``cycles`` orbital cycles of ``strategy`` on the ideal-link schedule.
 
+    A cycle is :math:`K` connected slots (cluster :math:`k` in slot :math:`k`) followed by
+    ``idle_slots`` slots in which no cluster is connected (the paper's Remark 4): every
+    cluster runs its disconnected plan once per idle slot — EMS-FL keeps training its
+    experts, the synchronous baseline waits.
+
     Parameters
     ----------
+    idle_slots
+        Slots per cycle with no cluster connected (≥ 0).
+    slot_s
+        Slot length on the ideal timeline [s] (only for ``emulated_s``).
     deliver
         Link model applied to every batch of uploads (ideal: identity); the satellite
         aggregates whatever it returns.
@@ -129,11 +164,21 @@ def run_timeline(
         Called as ``on_progress(cycle, slot, K, accuracy)`` after every slot (``accuracy``
         is the last cycle's global accuracy, or the initial one) — for a live display.
     """
+    if idle_slots < 0:
+        raise ValueError(f"idle_slots must be >= 0, got {idle_slots}")
     if strategy.total_cycles is None:
         strategy.total_cycles = cycles
     K = len(strategy.clusters)
     dev = strategy.device
-    result = RunResult(strategy.name, target_accuracy, strategy.evaluate(global_test), [])
+    result = RunResult(
+        strategy.name,
+        target_accuracy,
+        strategy.evaluate(global_test),
+        [],
+        idle_slots,
+        float(slot_s),
+        len(global_test),
+    )
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for cycle in range(1, cycles + 1):
@@ -172,6 +217,12 @@ def run_timeline(
                 )
                 on_progress(cycle, slot + 1, K, last)
         t0 = time.perf_counter()
+        for _ in range(idle_slots):  # Remark 4: nobody connected, disconnected plans run
+            for j in range(K):
+                for step in strategy.disconnected_plan(j, cycle):
+                    strategy.train(j, step.stage)
+        wall["disconnected"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
         acc_g = strategy.evaluate(global_test)
         if on_progress is not None:
             on_progress(cycle, K, K, acc_g)  # the cycle's own accuracy, once evaluated
@@ -186,6 +237,7 @@ def run_timeline(
             peak_memory_bytes(dev),
             strategy.device_model_bytes,
             {k: round(v, 3) for k, v in wall.items()},
+            cycle * (K + idle_slots) * float(slot_s),
         )
         log.info(
             "%s cycle %d: global %.3f local %s uplink %d B",
@@ -208,6 +260,8 @@ def run_learning(
     data_path: str | None = None,
     data_kind: str = "auto",
     on_progress: Any = None,
+    idle_slots: int = 0,
+    slot_s: float = 120.0,
 ) -> RunResult:
     """Build (or load) the model and the embedded non-IID data, then :func:`run_timeline`.
 
@@ -242,9 +296,18 @@ def run_learning(
     ids = [f"c{k}" for k in range(config.clusters)]
     clusters, global_test = cluster_data(config, ids, tok, data_path or None, data_kind)
     strategy = make_strategy(algorithm, model, tok, clusters, config, cycles)
-    return run_timeline(
-        strategy, cycles, global_test, config.target_accuracy, on_progress=on_progress
+    result = run_timeline(
+        strategy,
+        cycles,
+        global_test,
+        config.target_accuracy,
+        on_progress=on_progress,
+        idle_slots=idle_slots,
+        slot_s=slot_s,
     )
+    result.xi = heterogeneity_xi(clusters)
+    result.major_fraction = config.major_fraction if not data_path else None
+    return result
 
 
 def with_overrides(config: FLConfig, **kw) -> FLConfig:

@@ -38,6 +38,8 @@ def test_bad_arguments_are_one_line_user_errors(capsys):
     assert "--tau-relative" in capsys.readouterr().err
     assert main(["learn", "--masked-share", "1.5", "--cycles", "1"]) == 2
     assert "--masked-share" in capsys.readouterr().err
+    assert main(["learn", "--idle-slots", "-1", "--cycles", "1"]) == 2
+    assert "--idle-slots" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -62,6 +64,9 @@ def test_learn_json_output(default_model_dir, fl_cache, monkeypatch, capsys, tmp
     doc = json.loads(capsys.readouterr().out)
     assert doc["algorithm"] == "baseline"
     assert "cycles_to_target" in doc
+    assert doc["eval_examples"] > 0 and doc["major_fraction"] == pytest.approx(0.85)
+    assert doc["xi"] > 1.0 and doc["idle_slots"] == 0
+    assert doc["cycles"][0]["emulated_s"] == pytest.approx(2 * 120.0)
     (c,) = doc["cycles"]
     for key in ("cycle", "accuracy_global", "accuracy_local", "uplink_bytes", "peak_memory_bytes"):
         assert key in c

@@ -122,3 +122,44 @@ def test_enhanced_masks_the_configured_share_of_the_run(fresh_model):
     masked = [Step("train", "experts-masked") in p for p in plans]
     assert masked == [True, True, True, True, False]  # 80 % masked, then gate tuning
     assert Step("upload", "gate") in plans[-1]
+
+
+@pytest.mark.parametrize("algorithm", ["emsfl", "baseline"])
+def test_idle_slots_give_emsfl_extra_disconnected_rounds_and_the_baseline_none(
+    default_model_dir, small_config, algorithm
+):
+    # Remark 4: in an idle slot nobody is connected; EMS-FL clusters keep training
+    from testbed.fl.model import load_model
+
+    rounds = {}
+    for idle in (0, 2):
+        model, tok = load_model(default_model_dir, device=torch.device("cpu"))
+        clusters, test = federated_split(3, 2, 16, 8, 0)
+        s = make_strategy(algorithm, model, tok, clusters, small_config, cycles=1)
+        r = run_timeline(s, 1, test, 0.99, idle_slots=idle, slot_s=60.0)
+        rounds[idle] = [list(x) for x in s._rounds]
+        assert r.cycles[0].emulated_s == (3 + idle) * 60.0
+        doc = r.to_json()
+        assert doc["idle_slots"] == idle and doc["eval_examples"] == len(test)
+        assert doc["cycles"][0]["emulated_s"] == (3 + idle) * 60.0
+    pairs = zip(rounds[0], rounds[2], strict=True)
+    extra = [[b - a for a, b in zip(x, y, strict=True)] for x, y in pairs]
+    if algorithm == "emsfl":
+        assert extra == [[2, 2]] * 3  # one more local round per device and idle slot
+    else:
+        assert extra == [[0, 0]] * 3
+    with pytest.raises(ValueError, match="idle_slots"):
+        run_timeline(s, 1, test, 0.99, idle_slots=-1)
+
+
+def test_measured_xi_spans_the_theorems_extremes():
+    from testbed.fl.data import heterogeneity_xi
+
+    one_domain, _ = federated_split(4, 2, 40, 8, 0, major_fraction=1.0)
+    assert heterogeneity_xi(one_domain) == pytest.approx(4.0)
+    three, _ = federated_split(3, 2, 40, 8, 0, major_fraction=1.0)
+    assert heterogeneity_xi(three) == pytest.approx(3.0)
+    mixed, _ = federated_split(4, 2, 400, 8, 0, major_fraction=0.25)
+    assert heterogeneity_xi(mixed) == pytest.approx(1.0, abs=0.35)
+    default, _ = federated_split(4, 2, 400, 8, 0, major_fraction=0.85)
+    assert 3.0 < heterogeneity_xi(default) < 3.8  # ≈ 0.85 · 4

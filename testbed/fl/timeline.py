@@ -166,8 +166,7 @@ def run_timeline(
     """
     if idle_slots < 0:
         raise ValueError(f"idle_slots must be >= 0, got {idle_slots}")
-    if strategy.total_cycles is None:
-        strategy.total_cycles = cycles
+    strategy.total_cycles = cycles  # the run's length decides the enhanced masked share
     K = len(strategy.clusters)
     dev = strategy.device
     result = RunResult(

@@ -141,13 +141,20 @@ def option_scores(
         chunk = rows[s : s + batch_size]
         ids, mask = _pad([r[2] for r in chunk], tok.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-        tgt_lp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
-        pos = torch.arange(tgt_lp.shape[1], device=device)
+        # only the positions that predict an option token: from the earliest answer start on,
+        # log p = logit[target] − logsumexp(logits), without a full log-softmax tensor
+        s0 = min(r[3] for r in chunk) - 1
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, s0:-1].float()
+        tgt = ids[:, s0 + 1 :, None]
+        tgt_lp = logits.gather(-1, tgt)[..., 0] - torch.logsumexp(logits, dim=-1)
+        pos = s0 + torch.arange(tgt_lp.shape[1], device=device)
         start = torch.tensor([r[3] - 1 for r in chunk], device=device)
         end = torch.tensor([len(r[2]) - 1 for r in chunk], device=device)
-        sel = ((pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])).float()
-        flat.append((tgt_lp * sel).sum(1) / sel.sum(1).clamp_min(1.0))
+        sel = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+        if not bool(sel.any(1).all()):
+            raise ValueError("an option encodes to no tokens; it cannot be scored")
+        total = torch.where(sel, tgt_lp, torch.zeros((), device=device)).sum(1)
+        flat.append(total / sel.sum(1))
     values = torch.cat(flat)
     index = torch.tensor([r[0] * n_opt + r[1] for r in rows], device=device)
     scores = torch.full((len(examples) * n_opt,), float("-inf"), device=device)

@@ -63,7 +63,11 @@ class UserDataset:
             try:
                 tok.encode(ex.question)
                 for o in ex.options:
-                    tok.encode(o)
+                    if not tok.encode(o):
+                        raise UserError(
+                            f"{self.path}:{self.lines.get(id(ex), 0)}: option {o!r} encodes "
+                            "to no tokens; it cannot be scored"
+                        )
             except ValueError as e:
                 raise UserError(
                     f"{self.path}:{self.lines.get(id(ex), 0)}: {e}; the embedded model reads "

@@ -66,3 +66,24 @@ def test_training_on_the_options_loss_lowers_it(fresh_model):
     assert after < before - 0.05
     with pytest.raises(ValueError, match="loss"):
         train_steps(model, tok, data, params, 1, 4, 1e-3, rng, loss="mse")
+
+
+def test_uneven_option_counts_score_minus_infinity_and_train(fresh_model):
+    from dataclasses import replace
+
+    model, tok = fresh_model
+    ex = domain_examples(0, 4, 0, stream=10)
+    # drop a wrong option of the first question: 3 options beside 4-option questions
+    first = ex[0]
+    keep = [j for j in range(len(first.options)) if j != (first.answer + 1) % len(first.options)]
+    ex[0] = replace(
+        first, options=[first.options[j] for j in keep], answer=keep.index(first.answer)
+    )
+    with torch.no_grad():
+        s = option_scores(model, tok, ex)
+    assert s.shape == (4, 4) and s[0, 3] == float("-inf") and torch.isfinite(s[1:]).all()
+    loss = options_loss(model, tok, ex)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

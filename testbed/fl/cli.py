@@ -237,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
                 f"cycle {c.cycle}: global {c.accuracy_global:.3f}  local "
                 + " ".join(f"{a:.3f}" for a in c.accuracy_local)
                 + f"  uplink {c.uplink_bytes} B in {c.uploads} uploads"
+                + f" (largest {c.upload_bytes_max} B)  t = {c.emulated_s:.0f} s"
             )
         lines.append(f"cycles to target {result.target_accuracy}: {result.cycles_to_target}")
         sys.stdout.write("\n".join(lines) + "\n")

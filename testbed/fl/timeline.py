@@ -48,6 +48,9 @@ class CycleMetrics:
         Adam moments of the trainable ones [bytes].
     wall_s
         Wall time per phase [s]: ``connected``, ``disconnected``, ``eval``.
+    upload_bytes_max
+        The largest single upload of the cycle [bytes] (safetensors size): what one device
+        must get through one contact.
     emulated_s
         Time on the ideal timeline at the end of the cycle [s]:
         :math:`c\\,(K + I)\\,T_{slot}` for cycle :math:`c`, :math:`K` clusters, :math:`I` idle
@@ -63,6 +66,7 @@ class CycleMetrics:
     device_model_bytes: int
     wall_s: dict[str, float] = field(default_factory=dict)
     emulated_s: float = 0.0
+    upload_bytes_max: int = 0
 
 
 @dataclass
@@ -184,6 +188,7 @@ def run_timeline(
         wall = {"connected": 0.0, "disconnected": 0.0, "eval": 0.0}
         up_bytes = 0
         n_up = 0
+        up_max = 0
         strategy.device_model_bytes = 0
         t0 = time.perf_counter()
         strategy.configure_cycle(cycle)
@@ -200,6 +205,7 @@ def run_timeline(
                     sent = strategy.upload(k, step.stage, cycle)
                     up_bytes += sum(p.nbytes for p in sent)
                     n_up += len(sent)
+                    up_max = max([up_max, *(p.nbytes for p in sent)])
                     strategy.aggregate(k, step.stage, deliver(sent))
                 else:
                     raise ValueError(f"unknown step {step!r}")
@@ -237,6 +243,7 @@ def run_timeline(
             strategy.device_model_bytes,
             {k: round(v, 3) for k, v in wall.items()},
             cycle * (K + idle_slots) * float(slot_s),
+            up_max,
         )
         log.info(
             "%s cycle %d: global %.3f local %s uplink %d B",

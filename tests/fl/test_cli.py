@@ -67,6 +67,8 @@ def test_learn_json_output(default_model_dir, fl_cache, monkeypatch, capsys, tmp
     assert doc["eval_examples"] > 0 and doc["major_fraction"] == pytest.approx(0.85)
     assert doc["xi"] > 1.0 and doc["idle_slots"] == 0
     assert doc["cycles"][0]["emulated_s"] == pytest.approx(2 * 120.0)
+    c1 = doc["cycles"][0]
+    assert 0 < c1["upload_bytes_max"] <= c1["uplink_bytes"] and c1["uploads"] >= 1
     (c,) = doc["cycles"]
     for key in ("cycle", "accuracy_global", "accuracy_local", "uplink_bytes", "peak_memory_bytes"):
         assert key in c

@@ -161,6 +161,10 @@ class BurstScheduler(BurstStage):
         self.modem = modem
         self.policy = policy or AcmPolicy()
         self.fading = fading
+        #: θ_min of a gated ground link (no report exists below it); None for an ISL
+        self._min_elevation_deg = getattr(
+            getattr(geometry, "params", None), "min_elevation_deg", None
+        )
         self.seed = int(seed)
         self.guard_s = float(guard_s)
         self.realtime = bool(realtime)
@@ -320,7 +324,7 @@ class BurstScheduler(BurstStage):
         st = self._state(t)
         t_m = max(0.0, t - 2.0 * st.prop_delay_s - self.policy.feedback_delay_s)
         st_m = self._state(t_m)
-        el_min = getattr(getattr(self.geometry, "params", None), "min_elevation_deg", None)
+        el_min = self._min_elevation_deg
         if el_min is not None and st_m.elevation_deg < float(el_min):
             # nothing was received at t_m (below the gate): no report yet, open loop
             return st.predicted_snr_db + self.esn0_offset_db

@@ -17,6 +17,11 @@ from flowgraphs.pmt_numpy import meta_to_pmt, pmt_to_c32, pmt_to_u8, u8_to_pmt
 __all__ = ["PduCollector", "PduInjector"]
 
 
+def _is_pdu(meta: dict[str, Any]) -> bool:
+    """A delivered PDU, not one of the link clock's ``{"cmd": "safe"}`` markers."""
+    return meta.get("cmd") != "safe"
+
+
 class PduInjector(gr.basic_block):
     """Publishes PDUs given by :meth:`send` on message port ``out``."""
 
@@ -50,7 +55,7 @@ class PduCollector(gr.basic_block):
     def data_items(self) -> list[tuple[dict[str, Any], Any]]:
         """The items that are PDUs, without the link clock's ``{"cmd": "safe"}`` markers."""
         with self._cond:
-            return [(m, d) for m, d in self.items if m.get("cmd") != "safe"]
+            return [(m, d) for m, d in self.items if _is_pdu(m)]
 
     def wait_for(self, n: int, timeout_s: float, data_only: bool = False) -> bool:
         """Block until ``n`` items (``n`` PDUs, not counting safe-time markers, with
@@ -59,7 +64,7 @@ class PduCollector(gr.basic_block):
         def enough() -> bool:
             if not data_only:
                 return len(self.items) >= n
-            return sum(m.get("cmd") != "safe" for m, _ in self.items) >= n
+            return sum(_is_pdu(m) for m, _ in self.items) >= n
 
         with self._cond:
             return self._cond.wait_for(enough, timeout=timeout_s)

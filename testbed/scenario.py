@@ -1115,11 +1115,9 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
             fl[k] = v.choice(key, x, LOSSES)
         elif k == "masked_cycles":
             fl[k] = v.int(key, x, 0)
-        elif k == "masked_share":
-            fl[k] = v.num(key, x, 0.0, 1.0)
         elif isinstance(getattr(_FL, k), int):
             fl[k] = v.int(key, x, 1)
-        elif k in ("tau", "major_fraction"):
+        elif k in ("tau", "major_fraction", "masked_share"):
             fl[k] = v.num(key, x, 0.0, 1.0)
         else:
             fl[k] = v.num(key, x, 0.0, lo_open=True)

@@ -138,6 +138,13 @@ def _ideal(payloads: list[Payload]) -> list[Payload]:
     return payloads
 
 
+def _train_disconnected(strategy: Strategy, clusters: Sequence[int], cycle: int) -> None:
+    """One slot of the disconnected plan of every cluster in ``clusters``."""
+    for j in clusters:
+        for step in strategy.disconnected_plan(j, cycle):
+            strategy.train(j, step.stage)
+
+
 def run_timeline(
     strategy: Strategy,
     cycles: int,
@@ -211,10 +218,7 @@ def run_timeline(
                     raise ValueError(f"unknown step {step!r}")
             wall["connected"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            for j in range(K):
-                if j != k:
-                    for step in strategy.disconnected_plan(j, cycle):
-                        strategy.train(j, step.stage)
+            _train_disconnected(strategy, [j for j in range(K) if j != k], cycle)
             wall["disconnected"] += time.perf_counter() - t0
             if on_progress is not None:
                 last = (
@@ -223,9 +227,7 @@ def run_timeline(
                 on_progress(cycle, slot + 1, K, last)
         t0 = time.perf_counter()
         for _ in range(idle_slots):  # Remark 4: nobody connected, disconnected plans run
-            for j in range(K):
-                for step in strategy.disconnected_plan(j, cycle):
-                    strategy.train(j, step.stage)
+            _train_disconnected(strategy, range(K), cycle)
         wall["disconnected"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         acc_g = strategy.evaluate(global_test)

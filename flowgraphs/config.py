@@ -9,6 +9,8 @@
     max_tx_time_s = 2592000.0      # tx_time horizon [emulated s] (30 days); later = bad_tx_time
     max_bursts_in_flight = 64      # PDUs per link accepted and not yet delivered or lost;
                                    # above it the input is not read (back-pressure)
+    keys = "run/keys"              # optional: CURVE on every endpoint (flowgraphs.keys);
+    node = "channel"               # this emulator's secret key is <keys>/<node>.key_secret
 
     [[link]]
     id = "c1"                      # link id: [A-Za-z0-9_-]+
@@ -34,6 +36,8 @@
     llr = "maxlog"                 # soft demapper: maxlog | exact
     realtime = false               # pace frames to the wall clock
     guard_s = 0.0                  # gap after each frame [s]
+    tx_node = "c1"                 # with [emulator] keys: the only node admitted on in and
+    rx_node = "satellite"          # status, and the only one on out
 
     [link.orbit]                   # circular orbit (channel.CircularOrbit)
     altitude_m = 600e3
@@ -133,6 +137,8 @@ class LinkConfig:
     llr: str = "maxlog"
     realtime: bool = False
     guard_s: float = 0.0
+    tx_node: str | None = None  # CURVE: the enrolled node admitted on in and status
+    rx_node: str | None = None  # CURVE: the enrolled node admitted on out
     orbit: CircularOrbit = field(default_factory=CircularOrbit)
     site: GroundSite = field(default_factory=lambda: GroundSite(48.1, 11.6, 500.0, "munich"))
     params: LinkParams = field(default_factory=LinkParams)
@@ -224,6 +230,8 @@ class EmulatorConfig:
     max_tx_time_s: float = DEFAULT_MAX_TX_TIME_S
     max_bursts_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     source: str = "<config>"
+    keys: str | None = None  # keys directory: CURVE on every endpoint (flowgraphs.keys)
+    node: str = "channel"  # this emulator's node name in the keys directory
 
 
 def default_endpoints(link_id: str) -> tuple[str, str, str]:
@@ -238,6 +246,13 @@ def _num(where: str, d: dict[str, Any], key: str, default: float, lo: float | No
     if lo is not None and v < lo:
         raise ConfigError(f"{where}.{key}: must be >= {lo:g}, got {v!r}")
     return float(v)
+
+
+def _node_name(where: str, d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    if v is not None and (not isinstance(v, str) or not _ID.match(v)):
+        raise ConfigError(f"{where}.{key}: expected a node name of [A-Za-z0-9_-], got {v!r}")
+    return v
 
 
 def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
@@ -365,6 +380,8 @@ def _link(src: str, i: int, d: dict[str, Any]) -> LinkConfig:
         llr=llr,
         realtime=rt,
         guard_s=_num(where, d, "guard_s", 0.0, 0.0),
+        tx_node=_node_name(where, d, "tx_node"),
+        rx_node=_node_name(where, d, "rx_node"),
         orbit=orbit,
         site=site,
         params=params,
@@ -524,6 +541,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> EmulatorConf
             "max_payload_bytes",
             "max_tx_time_s",
             "max_bursts_in_flight",
+            "keys",
+            "node",
         ):
             raise ConfigError(f"{source}: emulator.{k}: unknown key")
     links_raw = data.get("link", [])
@@ -547,7 +566,22 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> EmulatorConf
         raise ConfigError(
             f"{source}: emulator.max_bursts_in_flight: expected 1..100000, got {cap!r}"
         )
+    keys = emu.get("keys")
+    node = emu.get("node", "channel")
+    if keys is not None and (not isinstance(keys, str) or not keys):
+        raise ConfigError(f"{source}: emulator.keys: expected a keys directory, got {keys!r}")
+    if not isinstance(node, str) or not _ID.match(node):
+        raise ConfigError(f"{source}: emulator.node: expected [A-Za-z0-9_-]+, got {node!r}")
+    if keys is not None:
+        for lk in links:
+            if lk.tx_node is None or lk.rx_node is None:
+                raise ConfigError(
+                    f"{source}: link {lk.id!r}: with emulator.keys every link names its "
+                    "tx_node and rx_node (the enrolled nodes admitted on its endpoints)"
+                )
     return EmulatorConfig(
+        keys=keys,
+        node=node,
         links=links,
         stats_interval_s=_num(f"{source}: emulator", emu, "stats_interval_s", 10.0, 0.0),
         max_payload_bytes=mp,

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import zmq
 from gnuradio import gr
 
 from flowgraphs.config import EmulatorConfig, LinkConfig
+from flowgraphs.keys import Keyring, ZapGuard
 from flowgraphs.zmq_pdu import ZmqPduSink, ZmqPduSource
 
 if TYPE_CHECKING:
@@ -51,7 +53,19 @@ class Emulator:
         self.config = config
         self.tb = gr.top_block("satfl_channel_emulator")
         self.links: list[_LinkParts] = []
+        self.guard: ZapGuard | None = None
+        self._ctx: zmq.Context | None = None
         try:
+            if config.keys is not None:
+                # CURVE on every endpoint: one context, one ZAP guard (flowgraphs.keys)
+                keys = Keyring(config.keys, config.node)
+                self._ctx = zmq.Context()
+                self.guard = ZapGuard(self._ctx, keys)
+            else:
+                log.warning(
+                    "no keys configured: the endpoints are not authenticated (anyone who can "
+                    "reach them can connect; docs/security.md)"
+                )
             for lc in config.links:
                 self.links.append(self._build(lc))
         except BaseException:
@@ -61,16 +75,21 @@ class Emulator:
     def _build(self, lc: LinkConfig) -> _LinkParts:
         chan = lc.channel()
         parts: list[Any] = []
+        g = self.guard
+        tx = (lc.tx_node,) if lc.tx_node else ()
+        rx = (lc.rx_node,) if lc.rx_node else ()
         try:
-            out = ZmqPduSink(lc.out_addr)
+            out = ZmqPduSink(lc.out_addr, guard=g, clients=rx)
             parts.append(out)
-            status = ZmqPduSink(lc.status_addr)
+            status = ZmqPduSink(lc.status_addr, guard=g, clients=tx)
             parts.append(status)
             src = ZmqPduSource(
                 lc.in_addr,
                 self.config.max_payload_bytes,
                 max_tx_time_s=self.config.max_tx_time_s,
                 max_in_flight=self.config.max_bursts_in_flight,
+                guard=g,
+                clients=tx,
             )
         except ValueError:
             for p in parts:
@@ -139,6 +158,12 @@ class Emulator:
         for lp in self.links:
             for b in (lp.source, lp.out, lp.status):
                 b.close()
+        if self.guard is not None:
+            self.guard.close()
+            self.guard = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
 
 
 def run(

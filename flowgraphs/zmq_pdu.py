@@ -28,6 +28,7 @@ from gnuradio import gr
 from flowgraphs.burst_stage import CTL
 from flowgraphs.config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TX_TIME_S
 from flowgraphs.endpoints import ipc_path, remove_ipc_file
+from flowgraphs.keys import ZapGuard
 from flowgraphs.pdu import KEY_CMD, KEY_TX_TIME, PduError, decode_pdu, encode_pdu, finite_float
 from flowgraphs.pmt_numpy import meta_to_pmt, u8_to_pmt
 
@@ -42,16 +43,27 @@ _RCVHWM = 16  # messages ZeroMQ queues on the input before the sender blocks
 
 
 def _open_socket(
-    kind: int, address: str, bind: bool, opts: dict[int, int]
-) -> tuple[zmq.Context, zmq.Socket]:
-    """A context and a socket bound (or connected) to ``address``; raises ValueError (loud
+    kind: int,
+    address: str,
+    bind: bool,
+    opts: dict[int, int],
+    guard: ZapGuard | None = None,
+    clients: tuple[str, ...] = (),
+) -> tuple[zmq.Context | None, zmq.Socket]:
+    """A context (None: the guard's, shared) and a socket bound (or connected) to
+    ``address``; with ``guard`` a bound socket is a CURVE server that admits only the enrolled
+    nodes ``clients`` (:class:`flowgraphs.keys.ZapGuard`). Raises ValueError (loud
     construction) when the endpoint cannot be used."""
-    ctx = zmq.Context()
-    sock = ctx.socket(kind)
+    ctx = zmq.Context() if guard is None else None
+    sock = (ctx or guard.ctx).socket(kind)  # type: ignore[union-attr]
     sock.setsockopt(zmq.LINGER, 0)
     for k, v in opts.items():
         sock.setsockopt(k, v)
     try:
+        if guard is not None:
+            if not bind:
+                raise zmq.ZMQError(zmq.EINVAL, "a CURVE endpoint of the emulator must bind")
+            guard.serve(sock, address, clients)
         if bind:
             path = ipc_path(address)
             if path is not None and _ipc_in_use(path):
@@ -60,9 +72,10 @@ def _open_socket(
             sock.bind(address)
         else:
             sock.connect(address)
-    except zmq.ZMQError as e:
+    except (zmq.ZMQError, ValueError) as e:
         sock.close()
-        ctx.term()
+        if ctx is not None:
+            ctx.term()
         raise ValueError(f"cannot {'bind' if bind else 'connect'} {address}: {e}") from e
     return ctx, sock
 
@@ -82,11 +95,12 @@ def _ipc_in_use(path: Path) -> bool:
     return True
 
 
-def _close_socket(ctx: zmq.Context, sock: zmq.Socket, address: str, bound: bool) -> None:
-    """Close the socket and, for a bound ``ipc://`` endpoint, remove its socket file (ZeroMQ
-    leaves it behind)."""
+def _close_socket(ctx: zmq.Context | None, sock: zmq.Socket, address: str, bound: bool) -> None:
+    """Close the socket (and its own context) and, for a bound ``ipc://`` endpoint, remove its
+    socket file (ZeroMQ leaves it behind)."""
     sock.close()
-    ctx.term()
+    if ctx is not None:
+        ctx.term()
     if bound:
         remove_ipc_file(address)
 
@@ -117,6 +131,7 @@ class ZmqPduSource(gr.basic_block):
     max_tx_time_s : largest accepted ``tx_time`` [emulated s]
     max_in_flight : bursts in flight above which the source stops reading
     in_flight_fn : returns the bursts in flight (None: no cap)
+    guard, clients : CURVE: the process's ZAP guard and the enrolled nodes admitted
     """
 
     def __init__(
@@ -128,6 +143,8 @@ class ZmqPduSource(gr.basic_block):
         max_tx_time_s: float = DEFAULT_MAX_TX_TIME_S,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         in_flight_fn: Callable[[], int] | None = None,
+        guard: ZapGuard | None = None,
+        clients: tuple[str, ...] = (),
     ) -> None:
         gr.basic_block.__init__(self, name="satfl_zmq_pdu_source", in_sig=None, out_sig=None)
         if max_payload_bytes < 1:
@@ -160,6 +177,8 @@ class ZmqPduSource(gr.basic_block):
             address,
             bind,
             {zmq.RCVHWM: _RCVHWM, zmq.MAXMSGSIZE: self.max_payload_bytes + _META_ALLOWANCE},
+            guard,
+            clients,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -293,9 +312,17 @@ class ZmqPduSink(gr.basic_block):
     address : ZeroMQ endpoint to bind (or connect)
     bind : bind (True) or connect (False)
     send_timeout_ms : how long a PDU may wait for a receiver before it is dropped [ms]
+    guard, clients : CURVE: the process's ZAP guard and the enrolled nodes admitted
     """
 
-    def __init__(self, address: str, bind: bool = True, send_timeout_ms: int = 60_000) -> None:
+    def __init__(
+        self,
+        address: str,
+        bind: bool = True,
+        send_timeout_ms: int = 60_000,
+        guard: ZapGuard | None = None,
+        clients: tuple[str, ...] = (),
+    ) -> None:
         gr.basic_block.__init__(self, name="satfl_zmq_pdu_sink", in_sig=None, out_sig=None)
         if send_timeout_ms < 0:
             raise ValueError("send_timeout_ms must be >= 0")
@@ -307,7 +334,7 @@ class ZmqPduSink(gr.basic_block):
         self.counters: dict[str, int] = {"sent": 0, "dropped": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._ctx, self._sock = _open_socket(zmq.PUSH, address, bind, {})
+        self._ctx, self._sock = _open_socket(zmq.PUSH, address, bind, {}, guard, clients)
 
     def start(self) -> bool:
         self._stop.clear()

@@ -24,10 +24,12 @@ from typing import Any
 
 import zmq
 
+from flowgraphs.keys import Keyring, curve_client
 from nodes import control
 from nodes.link_profile import capacity_fields, sender_config
 from nodes.payload import derived_transfer_id, manifest_for
 from nodes.sender import SenderDriver, SenderEngine
+from nodes.signing import signed
 from nodes.wire import Finished, FinishedStatus
 from nodes.zmq_link import EmulatorSenderLink, LinkEndpoints, LinkMux
 
@@ -53,11 +55,13 @@ class ClusterNode:
         token: str,
         windows: list[tuple[float, float]],
         geometry: Any,
+        keys: Keyring | None = None,
     ) -> None:
         from nodes.fl_setup import build_strategy
 
         self.scn = scn
         self.cid = cluster_id
+        self.keys = keys  # CURVE on every socket and signed manifests (docs/security.md)
         self.k = scn.cluster_index(cluster_id)
         self.out = out
         self.windows = windows
@@ -69,15 +73,18 @@ class ClusterNode:
         down = LinkEndpoints(*scn.link_endpoints(f"{cluster_id}-down", token))
         self.link_cfg = scn.uplink_config(cluster_id, token)
         self.sender_cfg = sender_config(self.link_cfg, fragment_size=scn.link.fragment_size)
-        self.link = EmulatorSenderLink(up, down, src=cluster_id)
+        self.link = EmulatorSenderLink(up, down, src=cluster_id, keys=keys)
         self.mux = LinkMux(self.link)
         self.pending: list[_Pending] = []
         self.uplink_free_s = float("-inf")  # emulated end of this cluster's last uplink use
         self._hint: tuple[float, float] | None = None  # the link as the last transfer knew it
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, cluster_id.encode())
         self.sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:  # the certificate names this cluster; the routing id is random
+            curve_client(self.sock, keys, "satellite")
+        else:
+            self.sock.setsockopt(zmq.IDENTITY, cluster_id.encode())
         self.sock.connect(scn.control_endpoint(token))
 
     # -- commands -------------------------------------------------------------------------
@@ -198,11 +205,12 @@ class ClusterNode:
                 name=f"{name}.safetensors",
                 created_s=t,
             )
+            tid = derived_transfer_id(m, self.scn.seed)
+            m, cancel_signer = signed(tid, m, self.keys)
             (self.payload_dir / f"{name}.safetensors").write_bytes(data)
             (self.payload_dir / f"{name}.manifest.json").write_text(json.dumps(m.to_dict()))
-            tid = derived_transfer_id(m, self.scn.seed)
             drv = SenderDriver(
-                SenderEngine(tid, m, data),
+                SenderEngine(tid, m, data, cancel_signer),
                 self.mux.view(tid),
                 self.sender_cfg,
                 windows=self.windows,

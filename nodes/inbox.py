@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from flowgraphs.keys import Keyring
 from nodes.payload import PayloadError, validate_safetensors
+from nodes.signing import manifest_problem
 from nodes.wire import Manifest, WireError
 
 __all__ = ["AcceptedInbox", "InboxItem"]
@@ -47,6 +49,8 @@ class AcceptedInbox:
     receiver_dir : the receiver's directory (``accepted/`` inside it)
     expected : callable manifest → expected tensor layout (name → (dtype, shape)), or None
     max_bytes : largest payload file accepted
+    keys, signer : with keys, a payload whose manifest is not signed by ``signer`` (an
+        enrolled node; any enrolled one if None) for its transfer id is rejected
     """
 
     def __init__(
@@ -54,7 +58,11 @@ class AcceptedInbox:
         receiver_dir: str | Path,
         expected: Callable[[Manifest], Expected | None] | None = None,
         max_bytes: int = 1 << 30,
+        keys: Keyring | None = None,
+        signer: str | None = None,
     ) -> None:
+        self.keys = keys
+        self.signer = signer
         self.dir = Path(receiver_dir) / "accepted"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.expected = expected
@@ -88,6 +96,19 @@ class AcceptedInbox:
             key = (m.sender, m.kind, m.round)
             if key in self.applied or key in seen:
                 continue  # each (sender, kind, round) at most once, also within one poll
+            if self.keys is not None:
+                try:
+                    tid = bytes.fromhex(stem.rsplit("__", 1)[-1])
+                except ValueError:
+                    tid = b""
+                why = (
+                    manifest_problem(tid, m, self.keys, self.signer)
+                    if len(tid) == 16
+                    else ("no transfer id in the file name")
+                )
+                if why is not None:
+                    self._reject(stem, f"not authentic: {why}")
+                    continue
             try:
                 exp = self.expected(m) if self.expected else None
                 tensors = validate_safetensors(ppath, exp, m.sha256, self.max_bytes)

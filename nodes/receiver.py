@@ -12,6 +12,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+from flowgraphs.keys import Keyring
+from nodes.signing import cancel_bytes, manifest_problem
 from nodes.store import PartialTransfer, ReceiverStore, Record
 from nodes.wire import (
     Cancel,
@@ -52,6 +54,8 @@ class ReceiverConfig:
         transfer ends as ``hash_mismatch`` (a forged fragment that arrived first is replaced)
     open_ttl_s : an open transfer that received nothing for this long in emulated time
         expires (cancelled, with a record), so abandoned ones never hold the table [s]
+    max_records_per_sender : terminal records one sender may create in ``records.jsonl``;
+        beyond it its new transfers are refused without a record (bounded growth)
     """
 
     max_payload_bytes: int = 64 * 1024 * 1024
@@ -63,20 +67,39 @@ class ReceiverConfig:
     max_open_per_sender: int = 8
     open_ttl_s: float = 2 * 86400.0
     max_refetch: int = 2
+    max_records_per_sender: int = 100_000
 
     def __post_init__(self) -> None:
         if self.supersede not in ("cancel", "keep"):
             raise ValueError(f"supersede policy must be 'cancel' or 'keep', got {self.supersede!r}")
         if self.max_open_per_sender < 1 or not self.open_ttl_s > 0:
             raise ValueError("max_open_per_sender must be >= 1 and open_ttl_s > 0")
+        if self.max_records_per_sender < 1:
+            raise ValueError("max_records_per_sender must be >= 1")
 
 
 class ReceiverEngine:
-    """Protocol logic of the receiver (CFDP class-2 style, NAK driven)."""
+    """Protocol logic of the receiver (CFDP class-2 style, NAK driven).
 
-    def __init__(self, store: ReceiverStore, config: ReceiverConfig | None = None) -> None:
+    With ``keys`` (the enrolled nodes, :class:`flowgraphs.keys.Keyring`) only manifests
+    signed by an enrolled node that may sign for their sender are opened (and, with
+    ``signer``, only that node's), and a CANCEL must carry the transfer's signer's signature
+    (:mod:`nodes.signing`): anything else is counted under ``bad_signature`` and dropped
+    without a reply or a record, so a forgery can neither open, supersede, cancel nor end
+    another sender's transfer.
+    """
+
+    def __init__(
+        self,
+        store: ReceiverStore,
+        config: ReceiverConfig | None = None,
+        keys: Keyring | None = None,
+        signer: str | None = None,
+    ) -> None:
         self.store = store
         self.cfg = config or ReceiverConfig()
+        self.keys = keys
+        self.signer = signer
         self.counters: Counter[str] = Counter()
         self._max_ranges = max_nak_ranges(self.cfg.frame_bytes)
         self._need_meta_sent: dict[bytes, int] = {}
@@ -137,8 +160,19 @@ class ReceiverEngine:
         sha = bytes.fromhex(rec.sha256) if rec.sha256 else bytes(32)
         return [Finished(rec.tid, FinishedStatus(rec.status), sha, rec.accepted_s)]
 
+    def _forged(self, what: str, why: str) -> list[Message]:
+        self.counters["bad_signature"] += 1
+        n = self.counters["bad_signature"]
+        if n <= 10 or n % 1000 == 0:
+            log.warning("dropped %s (#%d): %s", what, n, why)
+        return []
+
     def _metadata(self, msg: MetadataMsg) -> list[Message]:
         tid, m = msg.transfer_id, msg.manifest
+        if self.keys is not None:
+            why = manifest_problem(tid, m, self.keys, self.signer)
+            if why is not None:
+                return self._forged(f"METADATA of {m.sender!r}", why)
         rec = self.store.records.get(tid)
         if rec is not None:
             self.counters["duplicate_after_finish"] += 1
@@ -157,6 +191,9 @@ class ReceiverEngine:
             return [
                 Finished(tid, FinishedStatus.ACCEPTED, bytes.fromhex(m.sha256), same.accepted_s)
             ]
+        if self.store.records_of(m.sender) >= self.cfg.max_records_per_sender:
+            self.counters["too_many_records_sender"] += 1
+            return [Finished(tid, FinishedStatus.REJECTED, bytes.fromhex(m.sha256), self.now_s)]
         if m.size > self.cfg.max_payload_bytes or m.fragment_size > self.cfg.frame_bytes:
             self.counters["rejected_manifest"] += 1
             rec = self.store.finish_without_file(tid, int(FinishedStatus.REJECTED), m, self.now_s)
@@ -325,6 +362,14 @@ class ReceiverEngine:
         rec = self.store.records.get(tid)
         if rec is None:
             p = self.store.partials.get(tid)
+            if self.keys is not None:
+                if p is None:  # an unknown transfer's signer is unknown: nothing to verify
+                    return self._forged("CANCEL of an unknown transfer", "cannot be verified")
+                sig_ok = self.keys.verify(
+                    p.manifest.signer, cancel_bytes(tid, msg.reason), msg.signature
+                )
+                if not sig_ok:
+                    return self._forged(f"CANCEL of {p.manifest.sender!r}", "bad signature")
             if p is None:  # nothing to cancel: answer, but keep no record of an unknown id
                 self.counters["cancel_unknown"] += 1
                 return [Finished(tid, FinishedStatus.CANCELLED, bytes(32), self.now_s)]

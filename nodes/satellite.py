@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from flowgraphs.keys import Keyring, ZapGuard
 from nodes import control
 from nodes.inbox import AcceptedInbox
 from nodes.receiver import ReceiverConfig, ReceiverEngine
@@ -63,13 +64,22 @@ def _device_of(sender: str, cid: str, n_devices: int) -> int | None:
 class SatelliteNode:
     """The satellite's process state (see the module docstring)."""
 
-    def __init__(self, scn: Any, out: Path, token: str, hello_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        scn: Any,
+        out: Path,
+        token: str,
+        hello_timeout_s: float = 300.0,
+        keys: Keyring | None = None,
+    ) -> None:
         from nodes.fl_setup import build_strategy
         from testbed.schedule import cluster_windows, cycle_plan, run_geometry
 
         self.scn = scn
         self.out = out
         self.token = token
+        self.keys = keys  # CURVE on every socket, signed manifests (docs/security.md)
+        self.guard: ZapGuard | None = None
         out.mkdir(parents=True, exist_ok=True)
         self.windows = cluster_windows(scn)
         self.plan = cycle_plan(scn, self.windows)
@@ -88,10 +98,14 @@ class SatelliteNode:
         frame = scn.link.fragment_size + 128
         for c in scn.clusters:
             d = out / "satellite" / f"rx-{c.id}"
+            # with keys, only manifests the cluster itself signed (for its own devices)
             self.engines[c.id] = ReceiverEngine(
-                ReceiverStore(d), ReceiverConfig(frame_bytes=frame, supersede="keep")
+                ReceiverStore(d),
+                ReceiverConfig(frame_bytes=frame, supersede="keep"),
+                keys=keys,
+                signer=c.id,
             )
-            self.inboxes[c.id] = AcceptedInbox(d)
+            self.inboxes[c.id] = AcceptedInbox(d, keys=keys, signer=c.id)
         self.uploads = _Jsonl(out / "uploads.jsonl")
         self.aggs = _Jsonl(out / "aggregations.jsonl")
         self.metrics = _Jsonl(out / "metrics.jsonl")
@@ -110,6 +124,8 @@ class SatelliteNode:
         self._early: list[tuple[str, dict[str, Any]]] = []
         self._burst_logs: list[_Jsonl] = []
         self.peak_mem: dict[str, int] = {}  # node → peak memory [bytes] (CUDA or RSS)
+        self._norms: dict[str, list[float]] = {}  # stage → norms of accepted updates
+        self._routes: dict[str, bytes] = {}  # cluster → routing id of its hello (with keys)
 
     # -- records ----------------------------------------------------------------------------
     def event(self, t_s: float, name: str, **kw: Any) -> None:
@@ -177,6 +193,7 @@ class SatelliteNode:
                     "stop": self.stop_event,
                     "stats_every_s": 30.0,
                     "on_delivery": bursts.write,
+                    "keys": self.keys,
                 },
             )
             th.start()
@@ -189,6 +206,10 @@ class SatelliteNode:
         ctx = zmq.Context.instance()
         self.router = ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            # only the scenario's clusters, each by its own certificate (User-Id = its name)
+            self.guard = ZapGuard(ctx, self.keys)
+            self.guard.serve(self.router, "control", sorted(self.cluster_ids))
         self.router.bind(self.scn.control_endpoint(self.token))
         try:
             self._await_hellos()
@@ -204,12 +225,14 @@ class SatelliteNode:
             return 0
         finally:
             for c in self.scn.clusters:
-                self.router.send_multipart([c.id.encode(), *control.encode("stop")])
+                self.router.send_multipart([self._route(c.id), *control.encode("stop")])
             time.sleep(0.2)
             self.stop_event.set()
             for th in self.threads:
                 th.join(5.0)
             self.router.close(0)
+            if self.guard is not None:
+                self.guard.close()
             for j in (self.uploads, self.aggs, self.metrics, self.events, *self._burst_logs):
                 j.f.close()
 
@@ -222,24 +245,48 @@ class SatelliteNode:
         while want:
             if not self.router.poll(int(max(0.0, end - time.monotonic()) * 1000)):
                 raise RuntimeError(f"clusters {sorted(want)} did not connect in time")
-            ident, *frames = self.router.recv_multipart()
-            msg = self._decode(ident, frames)
+            msg = self._decode(*self._recv())
             if msg is None:
                 continue
-            who = ident.decode()
+            who = msg["_from"]
             if msg["type"] == "hello":
                 want.discard(who)
             else:
                 self.dropped["unexpected_in_hello"] += 1
                 log.warning("%s sent %r before the run started; dropped", who, msg["type"])
 
-    def _decode(self, ident: bytes, frames: list[bytes]) -> dict[str, Any] | None:
-        """The control message from ``ident``, or None (logged, counted) when the identity is
-        not a cluster of the scenario or the frames are not a valid control message."""
-        try:
-            who = ident.decode()
-        except UnicodeDecodeError:
-            who = None
+    def _recv(self) -> tuple[bytes, list[bytes], str | None]:
+        """(routing identity, frames, the sender's authenticated node name or None)."""
+        parts = self.router.recv_multipart(copy=False)
+        user = None
+        if self.keys is not None:
+            try:
+                user = parts[-1].get("User-Id")
+            except zmq.ZMQError:
+                user = None
+        return parts[0].bytes, [p.bytes for p in parts[1:]], user
+
+    def _route(self, cid: str) -> bytes:
+        """The ROUTER routing id of cluster ``cid``: with keys, the connection its certificate
+        said hello on (a routing id is the peer's choice, so it is never trusted as a name);
+        without, its id."""
+        return self._routes.get(cid, cid.encode())
+
+    def _decode(
+        self, ident: bytes, frames: list[bytes], user: str | None = None
+    ) -> dict[str, Any] | None:
+        """The control message from a connection, or None (logged, counted) when its sender is
+        not a cluster of the scenario or the frames are not a valid control message.
+
+        The sender is the certificate's node name (``user``, the ZAP User-Id) with keys, the
+        routing id without. The message's ``_from`` is the cluster."""
+        if self.keys is not None:
+            who = user or None
+        else:
+            try:
+                who = ident.decode()
+            except UnicodeDecodeError:
+                who = None
         if who not in self.cluster_ids:
             self.dropped["unknown_identity"] += 1
             n = self.dropped["unknown_identity"]
@@ -252,12 +299,20 @@ class SatelliteNode:
             self.dropped["malformed"] += 1
             log.warning("bad control message from %s dropped: %s", who, e)
             return None
+        if self.keys is not None:
+            if msg["type"] == "hello":
+                self._routes[who] = ident  # type: ignore[index]
+            elif self._routes.get(who) != ident:  # type: ignore[arg-type]
+                self.dropped["not_the_hello_connection"] += 1
+                log.warning("%s: message on a connection it did not say hello on; dropped", who)
+                return None
+        msg["_from"] = who
         return msg
 
     def _request(
         self, cid: str, mtype: str, reply_type: str, blob: bytes | None = None, **fields: Any
     ) -> dict[str, Any]:
-        self.router.send_multipart([cid.encode(), *control.encode(mtype, blob, **fields)])
+        self.router.send_multipart([self._route(cid), *control.encode(mtype, blob, **fields)])
         return self._await(cid, reply_type)
 
     def _live_progress(self) -> None:
@@ -303,11 +358,10 @@ class SatelliteNode:
                         f"cluster {cid} sent no {reply_type!r} within "
                         f"{self.reply_timeout_s:g} s (wall); is it alive?"
                     )
-            ident, *frames = self.router.recv_multipart()
-            msg = self._decode(ident, frames)
+            msg = self._decode(*self._recv())
             if msg is None:
                 continue
-            who = ident.decode()
+            who = msg["_from"]
             if msg["type"] == "error":
                 raise RuntimeError(f"cluster {who} failed: {msg.get('message')}")
             if who == cid and msg["type"] == reply_type:
@@ -322,7 +376,7 @@ class SatelliteNode:
         assignment = {str(k): list(v) for k, v in st.assignment.items()}
         for c in self.scn.clusters:
             self.router.send_multipart(
-                [c.id.encode(), *control.encode("assign", cycle=cycle, assignment=assignment)]
+                [self._route(c.id), *control.encode("assign", cycle=cycle, assignment=assignment)]
             )
         self.event(slots[0].aos_s, "cycle_start", cycle=cycle, assignment=assignment)
         up_bytes = 0
@@ -369,7 +423,7 @@ class SatelliteNode:
                         t0 = max(self.t_k[cid], sl.aos_s)
                         self.router.send_multipart(
                             [
-                                cid.encode(),
+                                self._route(cid),
                                 *control.encode(
                                     "train", cycle=cycle, mode=steps[i].stage, t_start=t0
                                 ),
@@ -533,6 +587,9 @@ class SatelliteNode:
                 p, why = None, f"unreadable payload ({type(e).__name__}: {e})"
             else:
                 why = self._payload_problem(p, cid, dev, item.manifest.round, stage)
+            norm = None
+            if why is None:
+                why, norm = self._norm_problem(p, stage)
             if why is not None:
                 log.warning("payload %s rejected: %s", item.path.name, why)
                 inbox.mark_applied(item)
@@ -541,6 +598,7 @@ class SatelliteNode:
                     rejected.add(dev)
                 continue
             payloads.append(p)
+            self._norms.setdefault(stage, []).append(norm)
             inbox.mark_applied(item)
             used = sum(1 for name in p.tensors if name in allowed)
             included.append(
@@ -552,6 +610,7 @@ class SatelliteNode:
                     "accepted_s": acc,
                     "tensors_used": used,
                     "tensors_dropped": len(p.tensors) - used,
+                    "update_norm": norm,
                 }
             )
         self.strategy.aggregate(self.scn.cluster_index(cid), stage, payloads)
@@ -636,6 +695,40 @@ class SatelliteNode:
             if not torch.isfinite(v).all():
                 return f"non-finite values in {name!r}"
         return None
+
+    def _norm_problem(self, p: Any, stage: str) -> tuple[str | None, float]:
+        """(why the update is too large or None, its norm ‖w − w_global‖₂ over its tensors).
+
+        Bound: ``update_norm_factor`` × the median norm of the last 64 accepted updates of
+        ``stage``; before 3 were accepted, × max(‖w_global‖₂, 1) over the same tensors (so a
+        finite but huge first update cannot set the scale). Norms in float64."""
+        import statistics
+
+        import torch
+
+        d2 = r2 = 0.0
+        for name, v in p.tensors.items():
+            ref = self.strategy.global_state[name].double()
+            d2 += float(torch.sum((v.double() - ref) ** 2))
+            r2 += float(torch.sum(ref**2))
+        norm = math.sqrt(d2)
+        factor = self.scn.algorithm.update_norm_factor
+        if factor <= 0:
+            return None, norm
+        seen = self._norms.get(stage, [])[-64:]
+        ref_norm = statistics.median(seen) if len(seen) >= 3 else max(math.sqrt(r2), 1.0)
+        bound = factor * ref_norm
+        if not norm <= bound:
+            return (
+                f"update norm {norm:.4g} above the bound {bound:.4g} ({factor:g} x "
+                + (
+                    f"the median {ref_norm:.4g} of accepted updates)"
+                    if len(seen) >= 3
+                    else f"the global norm {ref_norm:.4g})"
+                ),
+                norm,
+            )
+        return None, norm
 
     def _download(self, sl: Any, stage: str, t: float) -> float:
         p = self.strategy.download(sl.index, stage, sl.cycle)

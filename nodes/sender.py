@@ -173,9 +173,16 @@ class SenderConfig:
 class SenderEngine:
     """Protocol logic of the sender (what to send, how to react)."""
 
-    def __init__(self, tid: bytes, manifest: Manifest, data: bytes) -> None:
+    def __init__(
+        self,
+        tid: bytes,
+        manifest: Manifest,
+        data: bytes,
+        cancel_signer: Callable[[bytes, int], bytes] | None = None,
+    ) -> None:
         if len(data) != manifest.size:
             raise ValueError("payload size does not match its manifest")
+        self.cancel_signer = cancel_signer  # (tid, reason) → signature (nodes.signing)
         self.tid = tid
         self.m = manifest
         self.data = data
@@ -305,7 +312,8 @@ class SenderEngine:
             self.awaiting_since = None
 
     def cancel_message(self) -> Cancel:
-        return Cancel(self.tid, 0)
+        sig = self.cancel_signer(self.tid, 0) if self.cancel_signer is not None else b""
+        return Cancel(self.tid, 0, sig)
 
 
 @dataclass

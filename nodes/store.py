@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,7 @@ class ReceiverStore:
         for d in (self.root, self.partial_dir, self.accepted_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.records: dict[bytes, Record] = {}
+        self._per_sender: Counter[str] = Counter()
         self.by_content: dict[tuple[str, str, int, str], Record] = {}
         self.partials: dict[bytes, PartialTransfer] = {}
         self._records_path = self.root / "records.jsonl"
@@ -296,7 +298,13 @@ class ReceiverStore:
         self.recovered = []
         return out
 
+    def records_of(self, sender: str) -> int:
+        """Terminal records of ``sender`` so far."""
+        return self._per_sender[sender]
+
     def _remember(self, rec: Record) -> None:
+        if rec.tid not in self.records:
+            self._per_sender[rec.sender] += 1
         self.records[rec.tid] = rec
         if rec.status == 0:
             self.by_content[(rec.sender, rec.kind, rec.round, rec.sha256)] = rec

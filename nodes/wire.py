@@ -55,6 +55,8 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$", re.ASCII)
 #: A sender name: ASCII letters, digits, '-' and '_' only (it becomes part of a file name in
 #: ``accepted/``; 64 ASCII characters keep that name far below any file system's limit).
 _SENDER = re.compile(r"^[A-Za-z0-9_-]{1,64}$", re.ASCII)
+_HEX = frozenset("0123456789abcdef")
+CANCEL_SIGNATURE_BYTES = 64
 
 
 class WireError(ValueError):
@@ -102,6 +104,8 @@ class Manifest:
     name: str = "payload.safetensors"
     created_s: float = 0.0  # emulated creation time [s]
     protocol_version: int = PROTOCOL_VERSION
+    signer: str = ""  # enrolled node whose Ed25519 key signed it ("" unsigned; nodes.signing)
+    signature: str = ""  # 128 lowercase hex digits (64 bytes), or ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.sender, str) or not _SENDER.match(self.sender):
@@ -133,6 +137,15 @@ class Manifest:
             raise WireError("manifest name must be a 1..128 character string")
         if not math.isfinite(self.created_s):
             raise WireError("manifest created_s must be finite")
+        if not isinstance(self.signer, str) or (self.signer and not _SENDER.match(self.signer)):
+            raise WireError("manifest signer must be 1..64 ASCII letters, digits, '-' or '_'")
+        if not isinstance(self.signature, str) or (
+            self.signature
+            and (len(self.signature) != 128 or any(c not in _HEX for c in self.signature))
+        ):
+            raise WireError("manifest signature must be 128 lowercase hex digits")
+        if bool(self.signer) != bool(self.signature):
+            raise WireError("manifest signer and signature come together")
 
     @property
     def n_fragments(self) -> int:
@@ -151,6 +164,7 @@ class Manifest:
             "name": self.name,
             "created_s": self.created_s,
             "protocol_version": self.protocol_version,
+            **({"signer": self.signer, "signature": self.signature} if self.signer else {}),
         }
 
     @classmethod
@@ -169,6 +183,8 @@ class Manifest:
             "name",
             "created_s",
             "protocol_version",
+            "signer",
+            "signature",
         }
         extra = set(d) - known
         if extra:
@@ -197,6 +213,8 @@ class Manifest:
                 name=name,
                 created_s=float(created),
                 protocol_version=d.get("protocol_version", PROTOCOL_VERSION),
+                signer=d.get("signer", ""),
+                signature=d.get("signature", ""),
             )
         except KeyError as e:
             raise WireError(f"manifest lacks field {e.args[0]!r}") from e
@@ -257,6 +275,7 @@ class Prompt:
 class Cancel:
     transfer_id: bytes
     reason: int = 0  # 0 superseded by a newer round, 1 sender abandoned
+    signature: bytes = b""  # Ed25519 of the transfer's signer (nodes.signing), or b""
 
 
 Message = MetadataMsg | Fragment | Eof | Nak | Finished | Prompt | Cancel
@@ -303,7 +322,9 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, Prompt):
         body, t = b"", MsgType.PROMPT
     elif isinstance(msg, Cancel):
-        body, t = bytes([msg.reason & 0xFF]), MsgType.CANCEL
+        if len(msg.signature) not in (0, CANCEL_SIGNATURE_BYTES):
+            raise WireError("CANCEL signature must be 64 bytes")
+        body, t = bytes([msg.reason & 0xFF]) + msg.signature, MsgType.CANCEL
     else:
         raise WireError(f"not a protocol message: {type(msg).__name__}")
     return HEADER.pack(MAGIC, PROTOCOL_VERSION, int(t), _tid(msg.transfer_id)) + body
@@ -375,6 +396,6 @@ def decode(buf: bytes) -> Message:
         if body:
             raise WireError("PROMPT carries no body")
         return Prompt(tid)
-    if len(body) != 1:
+    if len(body) not in (1, 1 + CANCEL_SIGNATURE_BYTES):
         raise WireError("CANCEL has the wrong length")
-    return Cancel(tid, body[0])
+    return Cancel(tid, body[0], body[1:])

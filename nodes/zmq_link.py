@@ -27,6 +27,7 @@ from typing import Any
 
 import zmq
 
+from flowgraphs.keys import Keyring, curve_client
 from flowgraphs.pdu import (
     KEY_CMD,
     KEY_RX_END,
@@ -66,9 +67,14 @@ class LinkEndpoints:
         return cls(f"{base}-in", f"{base}-out", f"{base}-status")
 
 
-def _sock(ctx: zmq.Context, kind: int, addr: str) -> zmq.Socket:
+def _sock(
+    ctx: zmq.Context, kind: int, addr: str, keys: Keyring | None = None, server: str = "channel"
+) -> zmq.Socket:
+    """A connected socket; with ``keys`` a CURVE client pinned to the node ``server``."""
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        curve_client(s, keys, server)
     s.setsockopt(zmq.SNDHWM, HWM)
     s.setsockopt(zmq.RCVHWM, HWM)
     if kind == zmq.PULL:
@@ -90,6 +96,7 @@ class EmulatorSenderLink:
     ----------
     uplink, downlink : the emulator's endpoints for the two directions
     src : this sender's id (echoed by the emulator)
+    keys, emulator : CURVE: this node's keyring and the emulator's node name (None: plain)
     """
 
     def __init__(
@@ -98,12 +105,14 @@ class EmulatorSenderLink:
         downlink: LinkEndpoints,
         src: str,
         ctx: zmq.Context | None = None,
+        keys: Keyring | None = None,
+        emulator: str = "channel",
     ) -> None:
         self.ctx = ctx or zmq.Context.instance()
         self.src = src
-        self._push = _sock(self.ctx, zmq.PUSH, uplink.in_addr)
-        self._status = _sock(self.ctx, zmq.PULL, uplink.status_addr)
-        self._fb = _sock(self.ctx, zmq.PULL, downlink.out_addr)
+        self._push = _sock(self.ctx, zmq.PUSH, uplink.in_addr, keys, emulator)
+        self._status = _sock(self.ctx, zmq.PULL, uplink.status_addr, keys, emulator)
+        self._fb = _sock(self.ctx, zmq.PULL, downlink.out_addr, keys, emulator)
         self._poller = zmq.Poller()
         self._poller.register(self._status, zmq.POLLIN)
         self._poller.register(self._fb, zmq.POLLIN)
@@ -293,11 +302,14 @@ def serve_receiver(
     ctx: zmq.Context | None = None,
     max_messages: int | None = None,
     on_delivery: Callable[[dict[str, Any]], None] | None = None,
+    keys: Keyring | None = None,
+    emulator: str = "channel",
 ) -> Counter[str]:
     """Run the receiver until ``stop`` is set; returns its counters.
 
     ``on_delivery`` is called with the metadata of every valid delivered PDU (the emulator's
-    link record of that frame: times, SNR, elevation, Doppler, MODCOD, ...).
+    link record of that frame: times, SNR, elevation, Doppler, MODCOD, ...). With ``keys``
+    every socket is a CURVE client of the emulator node ``emulator``.
 
     Every PDU from ``uplink_out`` is decoded and validated (bad PDUs are counted and dropped);
     replies are pushed to ``downlink_in`` with ``tx_time`` = the triggering PDU's ``rx_end``.
@@ -306,14 +318,14 @@ def serve_receiver(
     """
     ctx = ctx or zmq.Context.instance()
     stop = stop or threading.Event()
-    pull = _sock(ctx, zmq.PULL, uplink_out)
-    push = _sock(ctx, zmq.PUSH, downlink_in)
+    pull = _sock(ctx, zmq.PULL, uplink_out, keys, emulator)
+    push = _sock(ctx, zmq.PUSH, downlink_in, keys, emulator)
     socks = [pull, push]
     poller = zmq.Poller()
     poller.register(pull, zmq.POLLIN)
     drain = None
     if downlink_status:
-        drain = _sock(ctx, zmq.PULL, downlink_status)
+        drain = _sock(ctx, zmq.PULL, downlink_status, keys, emulator)
         poller.register(drain, zmq.POLLIN)
         socks.append(drain)
     counters = engine.counters

@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "testbed.commands.run",
     "testbed.commands.report",
     "testbed.commands.replay",
+    "testbed.commands.keys",
 )
 
 

@@ -284,12 +284,45 @@ def _slot_map(
 class _Emulator:
     """One ``testbed channel serve`` child plus one receiver thread per cluster."""
 
-    def __init__(self, scn: Any, windows: dict[str, list[tuple[float, float]]], out: Path) -> None:
+    def __init__(
+        self,
+        scn: Any,
+        windows: dict[str, list[tuple[float, float]]],
+        out: Path,
+        run_keys: Path | None = None,
+    ) -> None:
+        from flowgraphs.keys import KeysError, create_keys, list_keys
+        from testbed.run import run_nodes
+
         self.scn = scn
         self.out = out
         self.token = secrets.token_hex(4)
+        # the recorded run's own keys when it has them all (the same signatures, so the same
+        # bytes on the air as in the run), else fresh ones for this replay
+        keys = out / "keys"
+        try:
+            if run_keys is not None and set(run_nodes(scn)) <= {
+                k.name for k in list_keys(run_keys)
+            }:
+                keys = run_keys
+        except KeysError:
+            pass
+        if keys == out / "keys":
+            create_keys(keys, run_nodes(scn))
+        self.keys_dir = keys.absolute()
+        self._keyrings: dict[str, Any] = {}
         sched = windows if scn.schedule.mode == "ideal" else None
-        (out / "emulator.toml").write_text(scn.emulator_config_toml(self.token, sched))
+        (out / "emulator.toml").write_text(
+            scn.emulator_config_toml(self.token, sched, self.keys_dir)
+        )
+
+    def keyring(self, node: str) -> Any:
+        """Node ``node``'s :class:`flowgraphs.keys.Keyring` (this process plays every node)."""
+        from flowgraphs.keys import Keyring
+
+        if node not in self._keyrings:
+            self._keyrings[node] = Keyring(self.keys_dir, node)
+        return self._keyrings[node]
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.stores: dict[str, Any] = {}
@@ -324,7 +357,12 @@ class _Emulator:
         for c in self.scn.clusters:
             store = ReceiverStore(self.out / f"rx-{c.id}")
             self.stores[c.id] = store
-            eng = ReceiverEngine(store, ReceiverConfig(frame_bytes=frame, supersede="keep"))
+            eng = ReceiverEngine(
+                store,
+                ReceiverConfig(frame_bytes=frame, supersede="keep"),
+                keys=self.keyring("satellite"),
+                signer=c.id,
+            )
             up = LinkEndpoints(*self.scn.link_endpoints(c.id, self.token))
             down = LinkEndpoints(*self.scn.link_endpoints(f"{c.id}-down", self.token))
             th = threading.Thread(
@@ -332,7 +370,12 @@ class _Emulator:
                 name=f"replay-rx-{c.id}",
                 daemon=True,
                 args=(eng, up.out_addr, down.in_addr, down.status_addr),
-                kwargs={"node_id": "satellite", "stop": self.stop, "stats_every_s": 30.0},
+                kwargs={
+                    "node_id": "satellite",
+                    "stop": self.stop,
+                    "stats_every_s": 30.0,
+                    "keys": self.keyring("satellite"),
+                },
             )
             th.start()
             self.threads.append(th)
@@ -397,13 +440,14 @@ def _replay_cluster(
     from nodes.link_profile import capacity_fields, sender_config
     from nodes.payload import derived_transfer_id, manifest_for
     from nodes.sender import SenderDriver, SenderEngine, TransferError
+    from nodes.signing import signed
     from nodes.wire import Manifest
     from nodes.zmq_link import EmulatorSenderLink, LinkEndpoints, LinkMux
     from testbed.schedule import run_geometry
 
     up = LinkEndpoints(*scn.link_endpoints(cid, emu.token))
     down = LinkEndpoints(*scn.link_endpoints(f"{cid}-down", emu.token))
-    link = EmulatorSenderLink(up, down, src=cid)
+    link = EmulatorSenderLink(up, down, src=cid, keys=emu.keyring(cid))
     lc = scn.uplink_config(cid, emu.token)
     scfg = sender_config(lc, fragment_size=scn.link.fragment_size)
     mux = LinkMux(link)
@@ -501,8 +545,9 @@ def _replay_cluster(
                     created_s=t,
                 )
                 tid = derived_transfer_id(m, scn.seed)
+                m, cancel_signer = signed(tid, m, emu.keyring(cid))
                 drv = SenderDriver(
-                    SenderEngine(tid, m, data),
+                    SenderEngine(tid, m, data, cancel_signer),
                     mux.view(tid),
                     scfg,
                     windows=wins,
@@ -651,7 +696,7 @@ def replay_algorithm(
     records: list[dict[str, Any]] = []
     t_aggs: dict[tuple[int, str, str], float] = {}
     frames: dict[str, dict[str, Any]] = {}
-    with _Emulator(scn, windows, out) as emu:
+    with _Emulator(scn, windows, out, rec.path / "keys") as emu:
         for c in scn.clusters:
             if c.id in rec.commands:
                 named = None

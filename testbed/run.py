@@ -78,8 +78,36 @@ def check_run_out(out: Path, option: str = "--out") -> Path:
     return p
 
 
-def prepare_run_dir(scn: Any, sub: Path, token: str) -> None:
-    """Write the resolved scenario, the emulator config and the windows of one algorithm run."""
+def run_nodes(scn: Any) -> list[str]:
+    """The node names a run enrols: the emulator, the satellite and every cluster."""
+    return ["channel", "satellite", *(c.id for c in scn.clusters)]
+
+
+def run_keys(scn: Any, sub: Path) -> Path:
+    """The keys directory of one algorithm run: the scenario's ``endpoints.keys`` (every node
+    of the run must be enrolled there) or fresh keys in ``sub/keys`` (secret files 0600)."""
+    from flowgraphs.keys import KeysError, create_keys, list_keys
+
+    need = run_nodes(scn)
+    if scn.endpoints.keys is None:
+        create_keys(sub / "keys", need)
+        return (sub / "keys").absolute()
+    try:
+        have = {k.name for k in list_keys(scn.endpoints.keys)}
+    except KeysError as e:
+        raise UserError(f"endpoints.keys: {e}") from None
+    missing = [n for n in need if n not in have]
+    if missing:
+        raise UserError(
+            f"endpoints.keys: {scn.endpoints.keys} does not enrol {missing} "
+            f"(testbed keys create {scn.endpoints.keys} {' '.join(missing)})"
+        )
+    return Path(scn.endpoints.keys)
+
+
+def prepare_run_dir(scn: Any, sub: Path, token: str) -> Path:
+    """Write the resolved scenario, the emulator config and the windows of one algorithm run;
+    returns its keys directory (:func:`run_keys`)."""
     from testbed.schedule import cluster_windows
 
     if sub.exists():  # a rerun into the same directory starts afresh (records are appended)
@@ -91,11 +119,13 @@ def prepare_run_dir(scn: Any, sub: Path, token: str) -> None:
         shutil.rmtree(sub)
     sub.mkdir(parents=True)
     (sub / "nodes").mkdir(exist_ok=True)
+    keys = run_keys(scn, sub)
     (sub / "scenario.toml").write_text(scn.to_toml())
     windows = cluster_windows(scn)
     sched = windows if scn.schedule.mode == "ideal" else None
-    (sub / "emulator.toml").write_text(scn.emulator_config_toml(token, sched))
+    (sub / "emulator.toml").write_text(scn.emulator_config_toml(token, sched, keys))
     (sub / "windows.json").write_text(json.dumps(windows))
+    return keys
 
 
 class _Children:
@@ -220,7 +250,7 @@ def run_algorithm(
 ) -> None:
     """Run one algorithm's processes to completion (raises on failure)."""
     token = secrets.token_hex(4)
-    prepare_run_dir(scn, sub, token)
+    keys = str(prepare_run_dir(scn, sub, token))
     v = ["-v"] * max(1, verbose)
     kids = _Children()
     scen = str(sub / "scenario.toml")
@@ -233,7 +263,19 @@ def run_algorithm(
         _wait_for_ipc([scn.link_endpoints(c.id, token)[0] for c in scn.clusters], kids, 120.0)
         kids.start(
             "satellite",
-            [*v, "node", "satellite", "--scenario", scen, "--out", str(sub), "--token", token],
+            [
+                *v,
+                "node",
+                "satellite",
+                "--scenario",
+                scen,
+                "--out",
+                str(sub),
+                "--token",
+                token,
+                "--keys",
+                keys,
+            ],
             sub / "nodes" / "satellite.log",
         )
         for c in scn.clusters:
@@ -251,6 +293,8 @@ def run_algorithm(
                     str(sub),
                     "--token",
                     token,
+                    "--keys",
+                    keys,
                 ],
                 sub / "nodes" / f"cluster-{c.id}.log",
             )

@@ -219,12 +219,16 @@ class AlgorithmSpec:
     name : emsfl | emsfl-enhanced | baseline
     cycles : orbital cycles to run
     target_accuracy : global accuracy that defines ``cycles_to_target`` (0…1]
+    update_norm_factor : the satellite rejects an update whose norm ‖w − w_global‖₂ exceeds
+        this many times the median norm of the stage's accepted updates (before 3 were
+        accepted: times max(‖w_global‖₂, 1) over the same tensors); 0 = no bound
     fl : other :class:`testbed.fl.config.FLConfig` fields set by the file (validated)
     """
 
     name: str = "emsfl-enhanced"
     cycles: int = 3
     target_accuracy: float = _FL.target_accuracy
+    update_norm_factor: float = 10.0
     fl: dict[str, Any] = field(default_factory=dict)
 
 
@@ -275,10 +279,14 @@ class EndpointSpec:
         ``tcp://HOST:PORT``: cluster ``i`` (0-based) uses ports ``PORT + 6 i + 0..2`` (uplink
         in, out, status) and ``PORT + 6 i + 3..5`` (downlink)
     control : the satellite's ROUTER endpoint (``tcp://0.0.0.0:PORT`` for other hosts)
+    keys : keys directory of the enrolled nodes (``testbed keys create``; a multi-host lab's
+        shared certificates); None: ``testbed run`` creates fresh keys per run in
+        ``OUT/<algorithm>/keys``. Every socket uses CURVE either way (docs/security.md).
     """
 
     prefix: str = "ipc:///tmp/satfl-{run}"
     control: str = "ipc:///tmp/satfl-{run}-control"
+    keys: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -389,6 +397,7 @@ class Scenario:
             "name": self.algorithm.name,
             "cycles": self.algorithm.cycles,
             "target_accuracy": self.algorithm.target_accuracy,
+            "update_norm_factor": self.algorithm.update_norm_factor,
             **self.algorithm.fl,
         }
         out = {
@@ -399,7 +408,11 @@ class Scenario:
             "time": _fields_dict(self.time),
             "algorithm": algo,
             "model": _fields_dict(self.model),
-            "endpoints": _fields_dict(self.endpoints),
+            "endpoints": {
+                "prefix": self.endpoints.prefix,
+                "control": self.endpoints.control,
+                **({"keys": str(self.endpoints.keys)} if self.endpoints.keys else {}),
+            },
             "cluster": [_fields_dict(c) for c in self.clusters],
         }
         if self.constellation is not None:
@@ -599,14 +612,19 @@ class Scenario:
         return next(lc for lc in cfg.links if lc.id == cluster_id)
 
     def emulator_config_toml(
-        self, run_token: str, schedule: dict[str, list[tuple[float, float]]] | None = None
+        self,
+        run_token: str,
+        schedule: dict[str, list[tuple[float, float]]] | None = None,
+        keys: Path | None = None,
     ) -> str:
         """The ``testbed channel serve`` config (see :mod:`flowgraphs.config`) for this run.
 
         Links ``<cid>`` (uplink) and ``<cid>-down`` per cluster, each with the orbit, site,
         link parameters and seed of :meth:`link_geometry`. With ``schedule`` (cluster id →
         windows; the ideal schedule, :func:`testbed.schedule.cluster_windows`) each link is
-        visible only in its cluster's slots (``[link.schedule]``).
+        visible only in its cluster's slots (``[link.schedule]``). With ``keys`` every
+        endpoint is CURVE: the uplink admits the cluster on ``in``/``status`` and the
+        satellite on ``out``; the downlink the other way round.
 
         Raises
         ------
@@ -621,7 +639,10 @@ class Scenario:
         orbit = self.orbit
         out = [
             f"# channel emulator config of scenario {self.name!r}, run {run_token!r}\n",
-            _toml_table("emulator", {"max_payload_bytes": 16384}),
+            _toml_table(
+                "emulator",
+                {"max_payload_bytes": 16384, **({"keys": str(keys)} if keys else {})},
+            ),
         ]
         for c in self.clusters:
             for link_id in (c.id, f"{c.id}-down"):
@@ -635,6 +656,10 @@ class Scenario:
                     **lk.modem_table(),
                     "realtime": False,
                 }
+                if keys is not None:
+                    up = link_id == c.id
+                    top["tx_node"] = c.id if up else "satellite"
+                    top["rx_node"] = "satellite" if up else c.id
                 out.append(_toml_table("link", top, array=True))
                 orbit_d = {
                     "altitude_m": orbit.altitude_km * 1e3,
@@ -1102,12 +1127,14 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
     fl: dict[str, Any] = {}
     for k, x in d.items():
         key = f"algorithm.{k}"
-        if k in ("name", "cycles", "target_accuracy"):
+        if k in ("name", "cycles", "target_accuracy", "update_norm_factor"):
             continue
         if k in _FL_SET_ELSEWHERE:
             raise v.err(key, f"set by {_FL_SET_ELSEWHERE[k]}, not in [algorithm]")
         if k not in fl_fields:
-            allowed = sorted({"name", "cycles", *fl_fields} - set(_FL_SET_ELSEWHERE))
+            allowed = sorted(
+                {"name", "cycles", "update_norm_factor", *fl_fields} - set(_FL_SET_ELSEWHERE)
+            )
             raise v.err(key, unknown_key_hint(k, allowed))
         if k == "relevance":
             fl[k] = v.choice(key, x, RELEVANCE_MODES)
@@ -1130,6 +1157,11 @@ def _algorithm(v: _V, d: dict[str, Any]) -> AlgorithmSpec:
             0.0,
             1.0,
             lo_open=True,
+        ),
+        update_norm_factor=v.num(
+            "algorithm.update_norm_factor",
+            d.get("update_norm_factor", dflt.update_norm_factor),
+            0.0,
         ),
         fl={k: fl[k] for k in fl_fields if k in fl},
     )
@@ -1167,10 +1199,14 @@ def _endpoint(v: _V, key: str, value: Any) -> str:
 
 def _endpoints(v: _V, d: dict[str, Any]) -> EndpointSpec:
     dflt = EndpointSpec()
-    v.only("endpoints", d, ("prefix", "control"))
+    v.only("endpoints", d, ("prefix", "control", "keys"))
+    keys = v.path("endpoints.keys", d["keys"]) if "keys" in d else None
+    if keys is not None and not keys.is_dir():
+        raise v.err("endpoints.keys", f"no such keys directory: {keys} (see `testbed keys`)")
     return EndpointSpec(
         prefix=_endpoint(v, "endpoints.prefix", d.get("prefix", dflt.prefix)),
         control=_endpoint(v, "endpoints.control", d.get("control", dflt.control)),
+        keys=keys,
     )
 
 

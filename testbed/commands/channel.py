@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument(
         "--config", metavar="FILE", help="TOML config (default: links 'c1' and 'c1-down')"
     )
+    s.add_argument(
+        "--keys",
+        metavar="DIR",
+        help="keys directory (testbed keys create DIR channel satellite c1): CURVE on the "
+        "default links, c1 admitted as sender and 'satellite' as receiver",
+    )
     s.set_defaults(func=_serve)
 
     b = csub.add_parser("bench", help="samples/s through the full chain, per link and per block")
@@ -107,9 +113,23 @@ def _load(path: str | None, bandwidth_hz: float | None = None, pair: bool = True
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from flowgraphs.serve import run
 
     cfg = _load(args.config)
+    if args.keys is not None:
+        if args.config is not None:
+            raise UserError(
+                "--keys applies to the default links; set [emulator] keys in the config"
+            )
+        # the standalone pair: c1 sends on c1 and hears c1-down; the receiver is 'satellite'
+        nodes = {"c1": ("c1", "satellite"), "c1-down": ("satellite", "c1")}
+        links = tuple(
+            dataclasses.replace(lk, tx_node=nodes[lk.id][0], rx_node=nodes[lk.id][1])
+            for lk in cfg.links
+        )
+        cfg = dataclasses.replace(cfg, links=links, keys=args.keys)
     if args.verbose == 0:
         logging.getLogger("flowgraphs").setLevel(logging.INFO)
 

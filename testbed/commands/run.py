@@ -68,10 +68,19 @@ def _report(out: Path) -> str:
 def _node(args: argparse.Namespace) -> int:
     scn = _load(args.scenario)
     out = Path(args.out)
+    keys = None
+    if args.keys is not None:
+        from flowgraphs.keys import Keyring, KeysError
+
+        me = "satellite" if args.role == "satellite" else args.id
+        try:
+            keys = Keyring(args.keys, me)
+        except KeysError as e:
+            raise UserError(f"--keys: {e}") from None
     if args.role == "satellite":
         from nodes.satellite import SatelliteNode
 
-        return SatelliteNode(scn, out, args.token).run()
+        return SatelliteNode(scn, out, args.token, keys=keys).run()
     from nodes.cluster import ClusterNode
     from testbed.schedule import cluster_windows, run_geometry
 
@@ -81,7 +90,13 @@ def _node(args: argparse.Namespace) -> int:
         raise UserError(f"no cluster {args.id!r} in the scenario") from e
     windows = cluster_windows(scn)
     node = ClusterNode(
-        scn, args.id, out, args.token, windows[args.id], run_geometry(scn, args.id, windows)
+        scn,
+        args.id,
+        out,
+        args.token,
+        windows[args.id],
+        run_geometry(scn, args.id, windows),
+        keys=keys,
     )
     return node.serve()
 
@@ -135,6 +150,7 @@ def register(sub: Any) -> None:
     n.add_argument("--scenario", required=True)
     n.add_argument("--out", required=True, help="the algorithm's run directory")
     n.add_argument("--token", required=True, help="the run's endpoint token")
+    n.add_argument("--keys", help="keys directory (CURVE and signatures; docs/security.md)")
     n.set_defaults(func=_node)
     d = sub.add_parser(
         "demo", help="the main job: default scenario, enhanced EMS-FL vs baseline, then the report"

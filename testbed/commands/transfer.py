@@ -53,6 +53,18 @@ def _endpoints(link: str, args: argparse.Namespace, prefix: str) -> Any:
     return LinkEndpoints(get("in", d.in_addr), get("out", d.out_addr), get("status", d.status_addr))
 
 
+def _keyring(directory: str | None, me: str) -> Any:
+    """The keyring of node ``me`` in ``directory`` (None without one); one-line errors."""
+    if directory is None:
+        return None
+    from flowgraphs.keys import Keyring, KeysError
+
+    try:
+        return Keyring(directory, me)
+    except KeysError as e:
+        raise UserError(f"--keys: {e}") from None
+
+
 def _receive(args: argparse.Namespace) -> int:
     _check_endpoints(args)
     from testbed.paths import check_output_path
@@ -78,7 +90,8 @@ def _receive(args: argparse.Namespace) -> int:
         raise UserError(
             f"--dir {args.dir}: cannot use it as a receiver directory: {e.strerror}"
         ) from None
-    engine = ReceiverEngine(store, cfg)
+    keys = _keyring(args.keys, args.node_id)
+    engine = ReceiverEngine(store, cfg, keys=keys)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -101,7 +114,14 @@ def _receive(args: argparse.Namespace) -> int:
             f"go to {Path(args.dir) / 'accepted'} (Ctrl-C stops)\n"
         )
     counters = serve_receiver(
-        engine, up.out_addr, down.in_addr, down.status_addr, node_id=args.node_id, stop=stop
+        engine,
+        up.out_addr,
+        down.in_addr,
+        down.status_addr,
+        node_id=args.node_id,
+        stop=stop,
+        keys=keys,
+        emulator=args.emulator_node,
     )
     dump()
     if args.json:
@@ -116,8 +136,10 @@ def emulator_link_table(
     endpoints: Any,
     seed: int,
     args: argparse.Namespace | None = None,
+    nodes: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One ``[[link]]`` table for the standalone link (``send``'s settings or defaults)."""
+    """One ``[[link]]`` table for the standalone link (``send``'s settings or defaults);
+    ``nodes`` = (tx_node, rx_node) for CURVE."""
     a = args
     t: dict[str, Any] = {
         "id": link_id,
@@ -126,6 +148,8 @@ def emulator_link_table(
         "status": endpoints.status_addr,
         "seed": seed,
     }
+    if nodes is not None:
+        t["tx_node"], t["rx_node"] = nodes
     if a is not None:
         t.update(
             modcod=a.modcod,
@@ -159,9 +183,13 @@ def standalone_link_config(
     return parse_config({"emulator": {"stats_interval_s": 0}, "link": links}, "<send>")
 
 
-def emulator_toml(cfg_links: list[dict[str, Any]]) -> str:
-    """The emulator config file (TOML) of ``[[link]]`` tables from :func:`emulator_link_table`."""
-    lines = ["[emulator]", "stats_interval_s = 0", ""]
+def emulator_toml(cfg_links: list[dict[str, Any]], keys: str | None = None) -> str:
+    """The emulator config file (TOML) of ``[[link]]`` tables from :func:`emulator_link_table`
+    (with ``keys``: CURVE on every endpoint)."""
+    lines = ["[emulator]", "stats_interval_s = 0"]
+    if keys is not None:
+        lines.append(f"keys = {json.dumps(keys)}")
+    lines.append("")
     for t in cfg_links:
         lines.append("[[link]]")
         for k, v in t.items():
@@ -188,12 +216,16 @@ def send_file(
     credit: int = 32,
     on_wait: Any = None,
     on_join: Any = None,
+    keys: Any = None,
+    emulator: str = "channel",
 ) -> dict[str, Any]:
     """Send one file through the emulator; returns the upload record as a dict.
 
     ``lc`` is the uplink's :class:`flowgraphs.config.LinkConfig`: its geometry gives the
     Shannon references (``predicted_shannon_s``, :func:`nodes.link_profile.capacity_fields`),
-    its modem settings the sender's timers. The transfer starts at ``start_s`` or, on an
+    its modem settings the sender's timers. With ``keys`` (this node's
+    :class:`flowgraphs.keys.Keyring`) every socket is a CURVE client of the node ``emulator``
+    and the manifest and any CANCEL are signed. The transfer starts at ``start_s`` or, on an
     emulator whose link is already past it (earlier transfers), at the link's clock
     (``on_join(t_link)`` is called then): emulated time never runs backwards on a link.
     """
@@ -201,13 +233,16 @@ def send_file(
     from nodes.link_profile import capacity_fields, sender_config
     from nodes.payload import derived_transfer_id, manifest_for
     from nodes.sender import SenderDriver, SenderEngine
+    from nodes.signing import signed
     from nodes.zmq_link import EmulatorSenderLink
 
     data = path.read_bytes()
     # the transfer id depends on the requested start, not on the link's clock: the same file
     # sent again is recognised by the receiver as the same transfer
     m = manifest_for(data, sender, round_, fragment_size, name=path.name, created_s=start_s)
-    link_obj = EmulatorSenderLink(up, down, src=sender)
+    tid = derived_transfer_id(m)
+    m, cancel_signer = signed(tid, m, keys)
+    link_obj = EmulatorSenderLink(up, down, src=sender, keys=keys, emulator=emulator)
     geo = lc.geometry()
     drv = None
     try:
@@ -222,7 +257,7 @@ def send_file(
             if on_join is not None:
                 on_join(start_s)
         drv = SenderDriver(
-            SenderEngine(derived_transfer_id(m), m, data),
+            SenderEngine(tid, m, data, cancel_signer),
             link_obj,
             sender_config(lc, credit=credit, fragment_size=fragment_size),
             windows=windows,
@@ -343,6 +378,13 @@ def _send_impl(args: argparse.Namespace) -> int:
     start = windows[0][0] if args.start_s is None else args.start_s
     procs: list[subprocess.Popen] = []
     tmpdir = None
+    from nodes.signing import signer_covers
+
+    if (args.keys or args.start_emulator) and not signer_covers(
+        args.node or args.sender, args.sender
+    ):
+        raise UserError(f"--node {args.node!r} may not sign for --sender {args.sender!r}")
+    keys = _keyring(args.keys, args.node or args.sender)
     try:
         if args.start_emulator:
             # Endpoints unique to this invocation: no collision with a running emulator,
@@ -355,13 +397,23 @@ def _send_impl(args: argparse.Namespace) -> int:
                 for lid in (args.link, f"{args.link}-down")
             }
             up, down = eps[args.link], eps[f"{args.link}-down"]
+            node, rx = args.node or args.sender, "satellite"
+            if args.keys is None:  # fresh keys for this transfer's three nodes
+                from flowgraphs.keys import create_keys
+
+                args.keys = str(Path(tmpdir) / "keys")
+                create_keys(args.keys, ["channel", rx, node] if node != rx else ["channel", rx])
+            keys = _keyring(args.keys, node)
             cfg_path = Path(tmpdir) / "emulator.toml"
             cfg_path.write_text(
                 emulator_toml(
                     [
-                        emulator_link_table(args.link, up, args.seed, args),
-                        emulator_link_table(f"{args.link}-down", down, args.seed + 1, args),
-                    ]
+                        emulator_link_table(args.link, up, args.seed, args, (node, rx)),
+                        emulator_link_table(
+                            f"{args.link}-down", down, args.seed + 1, args, (rx, node)
+                        ),
+                    ],
+                    str(Path(args.keys).absolute()),
                 )
             )
             log_path = Path(tmpdir) / "emulator.log"
@@ -401,6 +453,8 @@ def _send_impl(args: argparse.Namespace) -> int:
                         down.in_addr,
                         "--down-status",
                         down.status_addr,
+                        "--keys",
+                        str(args.keys),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -439,6 +493,8 @@ def _send_impl(args: argparse.Namespace) -> int:
             credit=args.credit,
             on_wait=on_wait,
             on_join=on_join,
+            keys=keys,
+            emulator=args.emulator_node,
         )
     finally:
         for p in reversed(procs):
@@ -528,6 +584,15 @@ def _fmt_s(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f} s"
 
 
+def _add_key_args(p: argparse.ArgumentParser, note: str) -> None:
+    p.add_argument(
+        "--keys",
+        metavar="DIR",
+        help=f"keys directory (testbed keys create): CURVE and signatures; {note}",
+    )
+    p.add_argument("--emulator-node", default="channel", help="the emulator's node name in --keys")
+
+
 def _add_endpoint_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("endpoints (default ipc:///tmp/satfl-<link>[-down]-{in,out,status})")
     for d in ("up", "down"):
@@ -585,6 +650,7 @@ def register(sub: Any) -> None:
     )
     r.add_argument("--supersede", choices=("cancel", "keep"), default="cancel")
     r.add_argument("--json", action="store_true", help="print counters and accepted on exit")
+    _add_key_args(r, "this receiver's node is --node-id")
     _add_endpoint_args(r)
     r.set_defaults(func=_receive)
 
@@ -606,6 +672,8 @@ def register(sub: Any) -> None:
     s.add_argument("--receiver-dir", help="receiver directory (with --start-emulator)")
     s.add_argument("--records", help="append the upload record (JSON line) to this file")
     s.add_argument("--json", action="store_true")
+    _add_key_args(s, "signs as --node (default --sender); --start-emulator without it: fresh keys")
+    s.add_argument("--node", help="this sender's node name in --keys (default: --sender)")
     _add_link_args(s)
     _add_endpoint_args(s)
     s.set_defaults(func=_send)

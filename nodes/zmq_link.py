@@ -220,7 +220,8 @@ class EmulatorSenderLink:
             if left <= 0:
                 raise TimeoutError(
                     f"no answer from the emulator's link within {timeout_wall_s:g} s (wall); "
-                    "is `testbed channel serve` running with this link?"
+                    "is `testbed channel serve` running with this link, and do both sides "
+                    "use the same keys (--keys)?"
                 )
             stale = self.poll(min(left, 0.5))
             self.counters["stale_event"] += sum(1 for e in stale if not isinstance(e, Horizon))

@@ -315,6 +315,9 @@ class _Emulator:
         (out / "emulator.toml").write_text(
             scn.emulator_config_toml(self.token, sched, self.keys_dir)
         )
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.stores: dict[str, Any] = {}
 
     def keyring(self, node: str) -> Any:
         """Node ``node``'s :class:`flowgraphs.keys.Keyring` (this process plays every node)."""
@@ -323,9 +326,6 @@ class _Emulator:
         if node not in self._keyrings:
             self._keyrings[node] = Keyring(self.keys_dir, node)
         return self._keyrings[node]
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.stores: dict[str, Any] = {}
 
     def __enter__(self) -> _Emulator:
         from nodes.receiver import ReceiverConfig, ReceiverEngine

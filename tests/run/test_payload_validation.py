@@ -79,3 +79,39 @@ def test_payload_checks(node):
         assert why is not None, what
     assert "num_samples" in node._payload_problem(cases["samples_huge"], "munich", 1, 1)
     assert "float64" in node._payload_problem(cases["dtype"], "munich", 1, 1)
+
+
+def test_the_update_norm_bound(node):
+    # ‖w − w_global‖₂ beyond update_norm_factor (10) × the median of accepted updates (or ×
+    # max(‖w_global‖₂, 1) before 3 were accepted) is rejected; the norm is reported
+    good = _good(node)
+    g = torch.Generator().manual_seed(0)
+    ref = {k: node.strategy.global_state[k] for k in good.tensors}
+
+    def moved(scale: float, only: str | None = None) -> Payload:
+        t = {
+            k: (r + scale * torch.randn(r.shape, generator=g).to(r.dtype)) if only in (None, k)
+            else r.clone()
+            for k, r in ref.items()
+        }  # fmt: skip
+        return Payload(t, cluster=good.cluster, device=good.device, cycle=good.cycle,
+                       stage=good.stage, expert_ids=good.expert_ids,
+                       num_samples=good.num_samples)  # fmt: skip
+
+    saved = dict(node._norms)
+    try:
+        node._norms.clear()
+        why, n1 = node._norm_problem(moved(1e-3), "full")
+        assert why is None and n1 > 0
+        why, _ = node._norm_problem(moved(1e30), "full")  # finite, enormous
+        assert why is not None and "above the bound" in why and "global norm" in why
+        node._norms["full"] = [n1, n1, n1]
+        assert node._norm_problem(moved(5e-3), "full")[0] is None  # ≈ 5 × the median
+        why, n20 = node._norm_problem(moved(2e-2), "full")
+        assert "median" in why and n20 > 10 * n1
+        one = next(iter(ref))
+        why, _ = node._norm_problem(moved(1.0, only=one), "full")  # one tensor × a lot
+        assert why is not None
+    finally:
+        node._norms.clear()
+        node._norms.update(saved)

@@ -192,9 +192,10 @@ def _strip_wall(rows: list[dict]) -> list[dict]:
 def test_same_scenario_twice_gives_identical_records(short_run, tmp_path):
     # The same scenario and seed, run again (other sockets, other wall timing, other PIDs):
     # uploads, aggregations and metrics repeat exactly, floats bit for bit (docs/clock.md).
+    # The node keys are inputs too (docs/clock.md): the second run uses the first one's.
     scn, out1, _, _ = short_run
     out2 = tmp_path / "run2"
-    r = _run(str(scn), "--out", str(out2))
+    r = _run(str(scn), "--out", str(out2), "--set", f"endpoints.keys={out1 / 'emsfl' / 'keys'}")
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("uploads.jsonl", "aggregations.jsonl", "metrics.jsonl"):
         a = _jsonl(out1 / "emsfl" / name)

@@ -35,10 +35,15 @@ def _payload(tmp: Path, size: int = SIZE, seed: int = 7) -> Path:
     return f
 
 
+_KEYS: list[Path] = []  # the module's node keys (set by idle_send)
+
+
 def _send_cmd(f: Path, rdir: Path, *extra: str) -> list[str]:
+    # the same node keys for every send: the manifest's signature is an input (docs/clock.md)
     return [
         sys.executable, "-m", "testbed.cli", "send", str(f), "--start-emulator",
-        "--receiver-dir", str(rdir), "--min-elevation-deg", "30", "--json", *extra,
+        "--receiver-dir", str(rdir), "--min-elevation-deg", "30", "--json",
+        "--keys", str(_KEYS[0]), *extra,
     ]  # fmt: skip
 
 
@@ -73,7 +78,11 @@ def _pgrep(pattern: str) -> list[int]:
 @pytest.fixture(scope="module")
 def idle_send(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """The reference: one send on an otherwise idle machine."""
+    from flowgraphs.keys import create_keys
+
     tmp = tmp_path_factory.mktemp("idle")
+    create_keys(tmp / "keys", ["channel", "satellite", "c1"])
+    _KEYS[:] = [tmp / "keys"]
     f = _payload(tmp)
     p = subprocess.Popen(
         _send_cmd(f, tmp / "rx"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

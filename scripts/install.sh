@@ -55,7 +55,7 @@ fi
 log "installing the project and its dependencies (numpy<2)"
 "${PIP[@]}" -e ".[dev]" "numpy<2"
 "$VENV/bin/python" - <<'PY'
-import numpy, torch, transformers, peft, zmq, scipy, skyfield
+import numpy, torch, transformers, peft, zmq, scipy, skyfield, cryptography
 from gnuradio import gr
 assert numpy.__version__.startswith("1."), numpy.__version__
 print(f"[install] ok: gnuradio {gr.version()} numpy {numpy.__version__} torch {torch.__version__} "

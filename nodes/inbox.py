@@ -70,6 +70,7 @@ class AcceptedInbox:
         self._applied_path = Path(receiver_dir) / "applied.jsonl"
         self.applied: set[tuple[str, str, int]] = set()
         self.rejected: set[str] = set()
+        self._new_rejections: list[dict[str, str]] = []
         self.counters: Counter[str] = Counter()
         if self._applied_path.exists():
             for line in self._applied_path.read_text().splitlines():
@@ -136,7 +137,14 @@ class AcceptedInbox:
         self.applied.add(key)
         self.counters["applied"] += 1
 
+    def pop_rejections(self) -> list[dict[str, str]]:
+        """The payloads rejected since the last call, ``{"payload", "reason"}`` each (for the
+        aggregation record; a rejected file is never handed out again)."""
+        out, self._new_rejections = self._new_rejections, []
+        return out
+
     def _reject(self, stem: str, why: str) -> None:
+        self._new_rejections.append({"payload": stem, "reason": why})
         self.rejected.add(stem)
         self.counters["rejected"] += 1
         log.warning("inbox: rejected %s: %s", stem, why)

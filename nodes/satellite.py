@@ -552,7 +552,9 @@ class SatelliteNode:
         superseded: list[str] = []
         bad: list[dict[str, Any]] = []
         n_dev = self.scn.cluster(cid).devices
-        for item in inbox.poll():
+        items = inbox.poll()
+        bad += inbox.pop_rejections()  # not authentic, hash or header wrong: never retried
+        for item in items:
             m = item.manifest
             if m.kind != stage:
                 continue

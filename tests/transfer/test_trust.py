@@ -283,3 +283,7 @@ def test_the_inbox_rejects_a_payload_whose_manifest_is_not_authentic(tmp_path, k
     inbox = AcceptedInbox(tmp_path, keys=_keys(keydir), signer="c1")
     assert inbox.poll() == [] and inbox.counters["rejected"] == 1
     assert "not authentic: bad signature" in caplog.text
+    # the reason goes into the aggregation record, once; the file is never handed out again
+    (rej,) = inbox.pop_rejections()
+    assert rej["reason"] == "not authentic: bad signature" and rej["payload"] in mpath.name
+    assert inbox.poll() == [] and inbox.pop_rejections() == []

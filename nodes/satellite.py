@@ -706,19 +706,22 @@ class SatelliteNode:
         finite but huge first update cannot set the scale). Norms in float64."""
         import statistics
 
-        import torch
-
-        d2 = r2 = 0.0
+        # exactly rounded sums (math.fsum) of per-element squares: the same bits whatever
+        # the order, threads or memory alignment (torch's vectorised sum differs in the last
+        # bit between processes, and these norms are in the records)
+        d2: list[float] = []
+        r2: list[float] = []
         for name, v in p.tensors.items():
-            ref = self.strategy.global_state[name].double()
-            d2 += float(torch.sum((v.double() - ref) ** 2))
-            r2 += float(torch.sum(ref**2))
-        norm = math.sqrt(d2)
+            ref = self.strategy.global_state[name].detach().cpu().double().numpy().ravel()
+            diff = v.detach().cpu().double().numpy().ravel() - ref
+            d2.append(math.fsum(diff * diff))
+            r2.append(math.fsum(ref * ref))
+        norm = math.sqrt(math.fsum(d2))
         factor = self.scn.algorithm.update_norm_factor
         if factor <= 0:
             return None, norm
         seen = self._norms.get(stage, [])[-64:]
-        ref_norm = statistics.median(seen) if len(seen) >= 3 else max(math.sqrt(r2), 1.0)
+        ref_norm = statistics.median(seen) if len(seen) >= 3 else max(math.sqrt(math.fsum(r2)), 1.0)
         bound = factor * ref_norm
         if not norm <= bound:
             return (
